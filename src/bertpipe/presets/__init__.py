@@ -1,0 +1,1 @@
+"""Scale presets as overlays on the defaults in ``bertpipe.config`` (package data)."""

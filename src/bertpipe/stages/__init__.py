@@ -1,0 +1,26 @@
+"""DVC stage entry points: ``python -m bertpipe.stages.<name>``.
+
+Each stage module is thin: parse the paths DVC passes, load its own params
+section, call one library function, write its declared outputs. This package
+owns only what they share: argument parsing and logging set-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def parse_args(description: str, *paths: tuple[str, str]) -> argparse.Namespace:
+    """``--params`` plus one required option per (name, help) path pair."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    for name, help_text in paths:
+        parser.add_argument(f"--{name}", required=True, help=help_text)
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=os.environ.get("BERTPIPE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args

@@ -1,0 +1,32 @@
+"""Stage ``pretrain_data``: corpus + tokenizer -> memory-mapped instances + stats."""
+
+from __future__ import annotations
+
+import logging
+
+from bertpipe.config import load_params
+from bertpipe.instances import build_pretrain_data
+from bertpipe.outputs import write_json
+from bertpipe.stages import parse_args
+
+log = logging.getLogger("bertpipe.stages.pretrain_data")
+
+
+def main() -> None:
+    args = parse_args(
+        __doc__,
+        ("corpus", "corpus stage output folder"),
+        ("tokenizer", "tokenizer stage output folder"),
+        ("out", "output folder (train/, valid/, meta.json)"),
+        ("stats", "pretrain_data_stats.json path"),
+    )
+    cfg = load_params(args.params).pretrain_data
+    stats = build_pretrain_data(cfg, args.corpus, args.tokenizer, args.out)
+    write_json(args.stats, stats)
+    log.info("pretrain_data: %d train / %d valid instances, random-next %.3f",
+             stats["train"]["instances"], stats["valid"]["instances"],
+             stats["train"]["random_next_fraction"] or 0)
+
+
+if __name__ == "__main__":
+    main()
