@@ -98,7 +98,7 @@ class CorpusConfig(_Section):
     """Documents with fewer whitespace words after cleaning are dropped as too short."""
     max_sentence_chars: int = Field(default=2000, ge=10)
     """Longer 'sentences' (tables, run-on garbage, one 5 MB line) are dropped and counted."""
-    max_garbage_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_garbage_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     """Documents with a larger fraction of control/replacement characters are dropped as binary."""
     strip_markup: bool = True
     """Remove HTML/wiki markup remnants (tags, entities, [[links]], {{templates}})."""

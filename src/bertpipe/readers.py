@@ -55,10 +55,10 @@ def detect_format(path: Path) -> str:
     return "txt"
 
 
-def _warn(problems: Counter, kind: str, where: str, detail: str) -> None:
+def _warn(problems: Counter, kind: str, where: str, detail: str, action: str = "skipped") -> None:
     problems[kind] += 1
     if problems[kind] <= _MAX_WARNINGS:
-        log.warning("%s: %s (%s); skipped and counted in corpus_stats.json", where, kind, detail)
+        log.warning("%s: %s (%s); %s and counted in corpus_stats.json", where, kind, detail, action)
 
 
 def _decoded_lines(path: Path, problems: Counter) -> Iterator[tuple[int, str]]:
@@ -68,7 +68,8 @@ def _decoded_lines(path: Path, problems: Counter) -> Iterator[tuple[int, str]]:
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                _warn(problems, "invalid_utf8_lines", f"{path}:{lineno}", str(e))
+                _warn(problems, "invalid_utf8_lines", f"{path}:{lineno}", str(e),
+                      "bad bytes dropped")
                 yield lineno, raw.decode("utf-8", errors="replace")
 
 

@@ -1,0 +1,121 @@
+"""params.yaml: typed, frozen, and every mistake named with file, key, expectation, allowed keys."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from bertpipe.config import (
+    PRESETS, ConfigError, CorpusConfig, Params, load_params, preset_values, render_params,
+    write_preset,
+)
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "params.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_names_file_key_and_allowed_keys(tmp_path):
+    p = write(tmp_path, "tokenizer:\n  vocab_sise: 100\n")
+    with pytest.raises(ConfigError) as e:
+        load_params(p)
+    msg = str(e.value)
+    assert str(p) in msg
+    assert "tokenizer.vocab_sise: unknown key" in msg
+    assert "Did you mean 'vocab_size'?" in msg
+    assert "Allowed keys here:" in msg and "lowercase" in msg and "reuse_from" in msg
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"pretrain_dta: unknown key. Did you mean 'pretrain_data'"):
+        load_params(write(tmp_path, "pretrain_dta: {}\n"))
+
+
+def test_wrong_type_says_what_was_expected(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(write(tmp_path, "pretrain_data:\n  max_seq_length: '128'\n"))
+    msg = str(e.value)
+    assert "pretrain_data.max_seq_length" in msg
+    assert "valid integer" in msg
+    assert "Expected int >= 8 and <= 8192" in msg
+    assert "'128' (str)" in msg
+
+
+def test_out_of_range(tmp_path):
+    with pytest.raises(ConfigError, match=r"corpus.valid_fraction: .*less than or equal to 0.5"):
+        load_params(write(tmp_path, "corpus:\n  valid_fraction: 0.9\n"))
+
+
+def test_nested_list_item_errors_name_the_index(tmp_path):
+    text = "corpus:\n  sources:\n    - {dataset: wikipedia}\n    - {dataset: gutenberg, max_char: 5}\n"
+    with pytest.raises(ConfigError, match=r"corpus.sources\[1\].max_char: unknown key. Did you mean 'max_chars'"):
+        load_params(write(tmp_path, text))
+
+
+def test_source_needs_exactly_one_origin(tmp_path):
+    with pytest.raises(ConfigError, match="exactly one of 'dataset', 'path' or 'hub'"):
+        load_params(write(tmp_path, "corpus:\n  sources:\n    - {dataset: wikipedia, path: x.txt}\n"))
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(write(tmp_path, "tokenizer:\n  vocab_size: 1\n  lowercas: true\n"))
+    assert "vocab_size" in str(e.value) and "lowercas" in str(e.value)
+
+
+def test_yaml12_floats_and_frozen(tmp_path):
+    params = load_params(write(tmp_path, "pretrain_data:\n  masking:\n    mlm_probability: 15e-2\n"))
+    assert params.pretrain_data.masking.mlm_probability == pytest.approx(0.15)
+    with pytest.raises(Exception):
+        params.pretrain_data.seed = 3  # frozen
+
+
+def test_every_field_has_a_docstring():
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no docstring"
+            ann = field.annotation
+            for sub in (ann, *getattr(ann, "__args__", ())):
+                if isinstance(sub, type) and hasattr(sub, "model_fields"):
+                    walk(sub)
+
+    walk(Params)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_round_trip_through_params_yaml(tmp_path, name):
+    path = write_preset(name, tmp_path / "params.yaml")
+    params = load_params(path)
+    assert params.preset == name
+    # The file carries the field docs as comments, and parses back to the same values.
+    text = path.read_text()
+    assert "# Target vocabulary size" in text
+    assert yaml.safe_load(text)["tokenizer"]["vocab_size"] == params.tokenizer.vocab_size
+
+
+def test_preset_scales():
+    tiny, demo, base = (preset_values(n) for n in ("tiny", "demo", "base"))
+    assert tiny["tokenizer"]["vocab_size"] < demo["tokenizer"]["vocab_size"] < 30523
+    assert base["tokenizer"]["vocab_size"] == 30522
+    assert all("max_chars" not in s for s in base["corpus"]["sources"])  # whole corpus
+    assert demo == Params().model_dump(mode="json") | {"preset": "demo"}
+
+
+def test_overrides_mark_preset_custom_and_are_validated():
+    data = preset_values("tiny", ["tokenizer.vocab_size=3000"])
+    assert data["tokenizer"]["vocab_size"] == 3000 and data["preset"] == "custom"
+    with pytest.raises(ConfigError, match="tokenizer.vocab_sz: unknown key"):
+        preset_values("tiny", ["tokenizer.vocab_sz=3000"])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset_values("huge")
+
+
+def test_committed_params_yaml_is_valid_and_rendered_from_demo():
+    from conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    assert params.corpus == CorpusConfig() or params.preset != "demo"
+    assert render_params(preset_values(params.preset)) == (REPO / "params.yaml").read_text() \
+        or params.preset == "custom"
