@@ -1,0 +1,480 @@
+"""BERT (Devlin et al., 2018) in plain torch: one block per class, Hugging Face parameter names.
+
+Owns the network, its configuration presets, weight initialisation, and the
+Hugging Face checkpoint format (load any BERT directory, save one that
+``transformers`` loads). Torch-only imports; ``safetensors`` for weights.
+
+Deviations from the original BERT, all deliberate:
+
+* attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels
+  on GPU); the math is the paper's softmax(QK^T / sqrt(d)) V with a padding mask;
+* the MLM head projects only the positions that carry a label (``mlm_labels !=
+  -100``) onto the vocabulary: the full-vocabulary projection at every position
+  is most of the cost of a small model and its result is thrown away;
+* GELU is the exact erf form (as in Hugging Face), not the tanh approximation of
+  the original TensorFlow code;
+* the encoder returns only the last layer (no per-layer hidden states or
+  attention maps), and there is no cross-attention or KV cache (encoder only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+# name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (Turc et al., 2019 sizes).
+SIZES = {
+    "tiny": (2, 128), "mini": (4, 256), "small": (4, 512),
+    "medium": (8, 512), "base": (12, 768), "large": (24, 1024),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded; the message says what is wrong."""
+
+
+@dataclass
+class BertConfig:
+    """Hyperparameters, with the field names of Hugging Face's ``config.json``."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+
+    @classmethod
+    def from_size(cls, size: str, vocab_size: int, **overrides) -> BertConfig:
+        if size not in SIZES:
+            raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+        layers, hidden = SIZES[size]
+        return cls(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                   num_attention_heads=hidden // 64, intermediate_size=4 * hidden, **overrides)
+
+    @classmethod
+    def from_dict(cls, d: dict, origin: str = "config.json") -> BertConfig:
+        if d.get("model_type", "bert") != "bert":
+            raise CheckpointError(
+                f"{origin}: model_type {d.get('model_type')!r} is not supported; "
+                "only BERT checkpoints (model_type 'bert') load here"
+            )
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise CheckpointError(f"{origin}: position_embedding_type "
+                                  f"{d['position_embedding_type']!r} is not supported")
+        if d.get("hidden_act", "gelu") not in ("gelu", "gelu_new", "gelu_python"):
+            raise CheckpointError(f"{origin}: hidden_act {d['hidden_act']!r} is not supported")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self, architecture: str) -> dict:
+        return {"architectures": [architecture], "model_type": "bert",
+                "position_embedding_type": "absolute", **asdict(self)}
+
+
+# ------------------------------------------------------------------------------ blocks
+
+
+class BertEmbeddings(nn.Module):
+    """Token + segment + position embeddings, summed, then LayerNorm and dropout."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        T = input_ids.shape[1]
+        positions = torch.arange(T, device=input_ids.device)
+        x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+             + self.position_embeddings(positions))  # (B, T, H)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention with a key padding mask."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        if c.hidden_size % c.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        self.n_head = c.num_attention_heads
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dropout_p = c.attention_probs_dropout_prob
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        hs = H // self.n_head
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
+        )  # (B, nh, T, hs)
+        return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+
+
+class BertSelfOutput(nn.Module):
+    """Attention output projection, dropout, Add & Norm."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(c)
+        self.output = BertSelfOutput(c)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+class BertIntermediate(nn.Module):
+    """First feed-forward layer with GELU."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(x))  # (B, T, 4H)
+
+
+class BertOutput(nn.Module):
+    """Second feed-forward layer, dropout, Add & Norm."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.intermediate_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertLayer(nn.Module):
+    """One encoder layer: self-attention block then feed-forward block."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(c)
+        self.intermediate = BertIntermediate(c)
+        self.output = BertOutput(c)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        a = self.attention(x, mask)
+        return self.output(self.intermediate(a), a)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(c) for _ in range(c.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(h_[CLS])): the sentence representation the NSP and classifier heads use."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(h[:, 0]))  # (B, H)
+
+
+@dataclass
+class BertOutputs:
+    last_hidden_state: torch.Tensor
+    """(B, T, H)"""
+    pooler_output: torch.Tensor | None
+    """(B, H)"""
+
+
+class _Pretrained(nn.Module):
+    """Initialisation and the Hugging Face checkpoint format, shared by the model classes."""
+
+    config: BertConfig
+    architecture = "BertModel"
+    prefix = ""  # where BertModel's parameters live in this class's state dict
+
+    def init_weights(self) -> None:
+        """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms."""
+        std = self.config.initializer_range
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.padding_idx is not None:
+                    with torch.no_grad():
+                        m.weight[m.padding_idx].zero_()
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, BertLMPredictionHead):
+                nn.init.zeros_(m.bias)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, strict: bool = False, **config_overrides):
+        """Load a Hugging Face BERT directory; returns the model, logs missing/unexpected keys.
+
+        The model's ``loading_info`` holds ``{"missing_keys", "unexpected_keys"}``.
+        ``strict=True`` raises when any key is missing.
+        """
+        folder = Path(folder)
+        config_path = folder / "config.json"
+        if not config_path.exists():
+            raise CheckpointError(f"{folder}: no config.json (is this a checkpoint directory?)")
+        try:
+            raw = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{config_path}: not valid JSON: {e}") from None
+        config = BertConfig.from_dict({**raw, **config_overrides}, str(config_path))
+        model = cls(config)
+        state = load_state_dict(folder)
+        model.loading_info = model._load_hf_state(state, str(folder), strict)
+        return model
+
+    def _load_hf_state(self, state: dict[str, torch.Tensor], origin: str, strict: bool) -> dict:
+        own = self.state_dict()
+        renamed: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+            if key.endswith("position_ids"):
+                continue  # a buffer in older transformers, not a parameter
+            if key not in own and self.prefix and not key.startswith(self.prefix) \
+                    and self.prefix + key in own:
+                key = self.prefix + key  # a bare BertModel checkpoint into a model with heads
+            elif key not in own and key.startswith("bert.") and key[5:] in own:
+                key = key[5:]  # a checkpoint with heads into a bare BertModel
+            renamed[key] = value
+        if "cls.predictions.decoder.bias" in renamed and "cls.predictions.bias" not in renamed:
+            renamed["cls.predictions.bias"] = renamed["cls.predictions.decoder.bias"]
+        renamed.pop("cls.predictions.decoder.bias", None)
+        for key, value in renamed.items():
+            if key in own and own[key].shape != value.shape:
+                raise CheckpointError(
+                    f"{origin}: {key} has shape {tuple(value.shape)} in the checkpoint but "
+                    f"{tuple(own[key].shape)} in the model built from its config.json; the weights "
+                    "do not belong to this config"
+                )
+        tied = {"cls.predictions.decoder.weight"}  # tied to the word embeddings
+        missing = sorted(k for k in own if k not in renamed and k not in tied)
+        unexpected = sorted(k for k in renamed if k not in own)
+        if strict and missing:
+            raise CheckpointError(f"{origin}: missing weights {missing}")
+        self.load_state_dict({k: v for k, v in renamed.items() if k in own}, strict=False)
+        self.tie_weights()
+        if missing:
+            log.warning("%s: weights not in the checkpoint, freshly initialised: %s", origin, missing)
+        if unexpected:
+            log.warning("%s: checkpoint weights this model does not use: %s", origin, unexpected)
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    def tie_weights(self) -> None:
+        pass
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """config.json + model.safetensors, loadable by ``transformers.AutoModel*``."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if k != "cls.predictions.decoder.weight"}  # tied: stored once
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        (folder / "config.json").write_text(
+            json.dumps(self.config.to_dict(self.architecture), indent=2) + "\n")
+        return folder
+
+
+def load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    """Weights from ``model.safetensors`` or ``pytorch_model.bin``, never unpickling code."""
+    st, pt = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if st.exists():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(st))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{st}: not a valid safetensors file ({e})") from None
+    if pt.exists():
+        try:
+            state = torch.load(pt, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError or RuntimeError for foreign pickles
+            raise CheckpointError(
+                f"{pt}: refused to load: it is not a plain tensor checkpoint ({type(e).__name__}). "
+                "Only safetensors or weights-only torch files are loaded, since unpickling can "
+                "run code; convert it to model.safetensors with a tool you trust"
+            ) from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{pt}: expected a mapping of parameter names to tensors")
+        return state
+    raise CheckpointError(f"{folder}: neither model.safetensors nor pytorch_model.bin found")
+
+
+# -------------------------------------------------------------------------------- models
+
+
+class BertModel(_Pretrained):
+    """The encoder: embeddings, N layers, pooler."""
+
+    architecture = "BertModel"
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.init_weights()
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> BertOutputs:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend
+        h = self.encoder(self.embeddings(input_ids, token_type_ids), mask)
+        return BertOutputs(h, self.pooler(h) if self.pooler is not None else None)
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(h)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Transform, then the decoder tied to the word embeddings, plus an output bias."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(c)
+        self.decoder = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(c.vocab_size))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(h)) + self.bias  # (N, V)
+
+
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(c)
+        self.seq_relationship = nn.Linear(c.hidden_size, 2)
+
+
+@dataclass
+class PreTrainingOutputs:
+    loss: torch.Tensor | None
+    mlm_loss: torch.Tensor | None
+    nsp_loss: torch.Tensor | None
+    mlm_logits: torch.Tensor
+    """(N, V): one row per labelled position, in row-major (batch, position) order."""
+    mlm_targets: torch.Tensor | None
+    """(N,): the labels of those positions."""
+    nsp_logits: torch.Tensor
+    """(B, 2); class 1 = B is a random segment."""
+
+
+class BertForPreTraining(_Pretrained):
+    """BERT with the masked-LM and next-sentence heads."""
+
+    architecture = "BertForPreTraining"
+    prefix = "bert."
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.init_weights()
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
+                nsp_labels: torch.Tensor | None = None) -> PreTrainingOutputs:
+        out = self.bert(input_ids, token_type_ids, attention_mask)
+        h = out.last_hidden_state
+        if mlm_labels is not None:
+            selected = mlm_labels != IGNORE_INDEX  # (B, T)
+            mlm_logits = self.cls.predictions(h[selected])  # (N, V): masked positions only
+            targets = mlm_labels[selected]
+        else:
+            mlm_logits, targets = self.cls.predictions(h), None  # (B, T, V)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        mlm_loss = nsp_loss = loss = None
+        if targets is not None:
+            mlm_loss = F.cross_entropy(mlm_logits.float(), targets) if targets.numel() \
+                else mlm_logits.sum() * 0.0
+            loss = mlm_loss
+        if nsp_labels is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
+            loss = nsp_loss if loss is None else loss + nsp_loss
+        return PreTrainingOutputs(loss, mlm_loss, nsp_loss, mlm_logits, targets, nsp_logits)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_token(c: BertConfig, seq_len: int, masked_fraction: float) -> float:
+    """Training FLOPs per token: 6 x params-in-matmuls + attention + the MLM head on masked tokens."""
+    L, H, V = c.num_hidden_layers, c.hidden_size, c.vocab_size
+    dense = 6 * 12 * L * H * H + 12 * L * H * seq_len
+    head = 6 * masked_fraction * (H * H + H * V)
+    return dense + head
+
+

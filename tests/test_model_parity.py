@@ -1,0 +1,104 @@
+"""Our BERT against transformers: real MiniLM weights, random pretraining heads, export round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bertpipe.model import BertConfig, BertForPreTraining, BertModel
+from conftest import real_sentences
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def minilm_batch(minilm_dir):
+    from bertpipe.tokenizer import load_existing
+
+    tok = load_existing(str(minilm_dir))
+    sentences = real_sentences(8)
+    sentences[3] = sentences[3] + " " + sentences[4] + " " + sentences[5]  # a long one
+    enc = tok.encode_batch(list(zip(sentences[::2], sentences[1::2])))
+    T = max(len(e.ids) for e in enc)
+    ids = torch.zeros(len(enc), T, dtype=torch.long)
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    for i, e in enumerate(enc):
+        n = len(e.ids)
+        ids[i, :n], types[i, :n], mask[i, :n] = torch.tensor(e.ids), torch.tensor(e.type_ids), 1
+    assert mask.sum(1).min() < T  # padded rows present
+    return ids, types, mask
+
+
+def test_minilm_real_weights_match_transformers(minilm_dir, minilm_batch):
+    ids, types, mask = minilm_batch
+    ours = BertModel.from_pretrained(minilm_dir).eval()
+    assert ours.loading_info == {"missing_keys": [], "unexpected_keys": []}
+    ref = transformers.BertModel.from_pretrained(str(minilm_dir), attn_implementation="eager").eval()
+    with torch.no_grad():
+        a = ours(ids, types, mask)
+        b = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    valid = mask.bool()
+    assert (a.last_hidden_state[valid] - b.last_hidden_state[valid]).abs().max() <= 1e-5
+    assert (a.pooler_output - b.pooler_output).abs().max() <= 1e-5
+
+
+def random_hf_pretraining(vocab=1000):
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=vocab, hidden_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=256,
+                                  attn_implementation="eager")
+    return transformers.BertForPreTraining(cfg).eval()
+
+
+def test_random_pretraining_model_converts_with_identical_outputs(tmp_path):
+    ref = random_hf_pretraining()
+    ref.save_pretrained(tmp_path / "hf")
+    ours = BertForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    assert ours.loading_info["missing_keys"] == []
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 1000, (4, 24), generator=g)
+    types = (torch.arange(24) >= 10).long().expand(4, 24)
+    mask = torch.ones(4, 24, dtype=torch.long)
+    mask[2, 18:] = 0
+    labels = torch.full_like(ids, -100)
+    labels[:, [3, 7, 15]] = ids[:, [3, 7, 15]]
+    labels[2, 15] = -100  # (padding is never labelled)
+    nsp = torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        o = ours(ids, types, mask, mlm_labels=labels, nsp_labels=nsp)
+        r = ref(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels,
+                next_sentence_label=nsp)
+    sel = labels != -100
+    assert (o.mlm_logits - r.prediction_logits[sel]).abs().max() <= 1e-5
+    assert (o.nsp_logits - r.seq_relationship_logits).abs().max() <= 1e-5
+    assert abs(o.loss.item() - r.loss.item()) <= 1e-5
+
+
+def test_our_export_loads_in_transformers_with_same_outputs(tmp_path):
+    cfg = BertConfig.from_size("tiny", vocab_size=500)
+    torch.manual_seed(3)
+    ours = BertForPreTraining(cfg).eval()
+    ours.save_pretrained(tmp_path / "ours")
+    ids = torch.randint(5, 500, (2, 16))
+    with torch.no_grad():
+        a = ours(ids)
+        for auto in (transformers.AutoModelForPreTraining, transformers.AutoModelForMaskedLM):
+            ref = auto.from_pretrained(str(tmp_path / "ours"), attn_implementation="eager").eval()
+            logits = ref(input_ids=ids).logits if auto is transformers.AutoModelForMaskedLM \
+                else ref(input_ids=ids).prediction_logits
+            assert (a.mlm_logits - logits).abs().max() <= 1e-5
+        enc = transformers.AutoModel.from_pretrained(str(tmp_path / "ours")).eval()
+        assert (ours.bert(ids).last_hidden_state - enc(input_ids=ids).last_hidden_state).abs().max() <= 1e-5
+    # And back: ours -> disk -> ours is exact.
+    again = BertForPreTraining.from_pretrained(tmp_path / "ours")
+    for (k, v), (k2, v2) in zip(ours.state_dict().items(), again.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
+
+
+def test_bare_encoder_checkpoint_into_pretraining_model(minilm_dir):
+    model = BertForPreTraining.from_pretrained(minilm_dir)
+    info = model.loading_info
+    assert info["unexpected_keys"] == []
+    assert info["missing_keys"] and all(k.startswith("cls.") for k in info["missing_keys"])
