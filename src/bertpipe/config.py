@@ -179,6 +179,95 @@ class PretrainDataConfig(_Section):
     """Seeds instance creation and static masks; same seed, same bytes."""
 
 
+# ---------------------------------------------------------------------------- model
+
+
+class ModelConfig(_Section):
+    """The encoder architecture, shared by pretraining and the from-scratch fine-tuning baseline."""
+
+    size: Literal["tiny", "mini", "small", "medium", "base", "large"] = "mini"
+    """Published BERT sizes: tiny L2/H128, mini L4/H256, small L4/H512, medium L8/H512, base L12/H768, large L24/H1024."""
+    hidden_dropout_prob: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout after embeddings, attention output and feed-forward."""
+    attention_probs_dropout_prob: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout on attention probabilities."""
+    max_position_embeddings: int = Field(default=512, ge=8)
+    """Longest sequence the position embeddings cover."""
+    init_from: str | None = None
+    """Start pretraining from a Hugging Face BERT directory (or package:NAME) instead of random weights."""
+
+
+# ------------------------------------------------------------------------- pretrain
+
+
+class PretrainConfig(_Section):
+    """Stage ``pretrain``: MLM + NSP training with Lightning."""
+
+    max_steps: int = Field(default=1200, ge=1)
+    """Optimizer steps to train for (the budget)."""
+    batch_size: int = Field(default=32, ge=1)
+    """Sequences per device per forward pass."""
+    accumulate_grad_batches: int = Field(default=1, ge=1)
+    """Forward passes per optimizer step."""
+    optimizer: Literal["adamw", "lamb"] = "adamw"
+    """AdamW (the paper's Adam with decoupled weight decay) or LAMB for very large batches."""
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    """Peak learning rate (the paper: 1e-4 at batch 256 for BERT-Base)."""
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    """Applied to 2-D weights only (not to biases, LayerNorm or embeddings' norms)."""
+    adam_betas: tuple[float, float] = Field(default=(0.9, 0.999), strict=False)
+    """Adam/LAMB beta1, beta2."""
+    adam_epsilon: float = Field(default=1e-6, gt=0.0)
+    """Adam/LAMB epsilon."""
+    warmup_steps: int = Field(default=120, ge=0)
+    """Linear warm-up steps, then linear decay to zero at max_steps."""
+    gradient_clip_val: float = Field(default=1.0, ge=0.0)
+    """Clip the global gradient norm (0 = off)."""
+    nsp_loss: bool = True
+    """Train the next-sentence head (needs pretrain_data.nsp)."""
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
+    """auto: bf16-mixed where the device supports it, else 32-true."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "tpu", "mps"] = "auto"
+    """Lightning accelerator."""
+    devices: int | Literal["auto"] = "auto"
+    """Devices per node."""
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, ddp_spawn, fsdp, xla, ..."""
+    num_nodes: int = Field(default=1, ge=1)
+    """Nodes for multi-node DDP (see infra/)."""
+    val_every_n_steps: int = Field(default=300, ge=1)
+    """Validate on the held-out slice every N optimizer steps."""
+    limit_val_batches: int = Field(default=20, ge=1)
+    """Validation batches per validation."""
+    checkpoint_every_n_steps: int = Field(default=300, ge=1)
+    """Save a resumable checkpoint every N optimizer steps."""
+    keep_last_k: int = Field(default=2, ge=1)
+    """Checkpoints kept."""
+    log_every_n_steps: int = Field(default=10, ge=1)
+    """Metric logging interval."""
+    num_workers: int = Field(default=1, ge=0)
+    """DataLoader worker processes."""
+    seed: int = 1234
+    """Seeds initialisation, data order, masks and dropout."""
+    deterministic: bool = False
+    """Ask torch for deterministic kernels (slower; exact resume needs it on GPU)."""
+    fill_mask_examples: tuple[str, ...] = Field(
+        default=("the man went to the [MASK] store .", "paris is the [MASK] of france .",
+                 "she opened the [MASK] and walked in ."),
+        strict=False,
+    )
+    """Sentences with [MASK] whose top predictions are logged at each validation."""
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking (the server/URI comes from MLFLOW_TRACKING_URI, default sqlite:///mlflow.db)."""
+
+    experiment: str = "bertpipe"
+    """MLflow experiment name."""
+    log_model: bool = True
+    """Log the exported model directory as an MLflow artifact."""
+
+
 # ----------------------------------------------------------------------------- root
 
 
@@ -193,6 +282,12 @@ class Params(_Section):
     """Stage tokenizer."""
     pretrain_data: PretrainDataConfig = PretrainDataConfig()
     """Stage pretrain_data."""
+    model: ModelConfig = ModelConfig()
+    """The encoder architecture (used by pretrain and finetune)."""
+    pretrain: PretrainConfig = PretrainConfig()
+    """Stage pretrain."""
+    tracking: TrackingConfig = TrackingConfig()
+    """MLflow tracking."""
 
 
 # -------------------------------------------------------------------------- loading
@@ -376,7 +471,7 @@ def render_params(data: dict[str, Any]) -> str:
     emit(Params, data, 0)
     # Blank line before each top-level section for readability.
     text = "\n".join(out) + "\n"
-    return re.sub(r"\n(# Stage )", r"\n\n\1", text)
+    return re.sub(r"\n(# (Stage|The encoder|MLflow) )", r"\n\n\1", text)
 
 
 def write_preset(name: str, path: str | Path = "params.yaml", overrides: list[str] = ()) -> Path:

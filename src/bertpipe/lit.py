@@ -1,0 +1,92 @@
+"""LightningModules: training logic around an injected model, metrics from torchmetrics.
+
+Owns the training step (one shared ``_step`` for train and validation), the
+metrics and their names (``train/mlm_loss``, ``val/mlm_acc``, ...), and the
+optimiser/scheduler wiring. No file I/O and no MLflow here: callbacks and the
+stage do that.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torchmetrics
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
+
+from bertpipe.optim import build_optimizer, linear_warmup_decay
+
+
+class PretrainingModule(L.LightningModule):
+    """MLM (+ NSP) pretraining of an injected ``BertForPreTraining``."""
+
+    def __init__(self, model: torch.nn.Module, *, optimizer: str = "adamw", learning_rate: float = 1e-4,
+                 weight_decay: float = 0.01, adam_betas=(0.9, 0.999), adam_epsilon: float = 1e-6,
+                 warmup_steps: int = 0, max_steps: int = 1000, nsp_loss: bool = True):
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+        vocab = model.config.vocab_size
+        self.val_mlm_acc = MulticlassAccuracy(num_classes=vocab, average="micro")
+        self.val_nsp_acc = BinaryAccuracy()
+        self.val_mlm_loss = torchmetrics.MeanMetric()
+        self.val_nsp_loss = torchmetrics.MeanMetric()
+        self.train_mlm_acc = MulticlassAccuracy(num_classes=vocab, average="micro")
+
+    def forward(self, batch: dict):
+        return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                          mlm_labels=batch["mlm_labels"],
+                          nsp_labels=batch.get("nsp_labels") if self.hparams.nsp_loss else None)
+
+    def _step(self, batch: dict, stage: str):
+        out = self(batch)
+        n = batch["input_ids"].shape[0]
+        preds = out.mlm_logits.argmax(-1)
+        if stage == "train":
+            self.train_mlm_acc(preds, out.mlm_targets)
+            self.log("train/loss", out.loss, prog_bar=True, batch_size=n)
+            self.log("train/mlm_loss", out.mlm_loss, batch_size=n)
+            self.log("train/mlm_acc", self.train_mlm_acc, batch_size=n)
+            if out.nsp_loss is not None:
+                self.log("train/nsp_loss", out.nsp_loss, batch_size=n)
+        else:
+            self.val_mlm_loss.update(out.mlm_loss, weight=out.mlm_targets.numel())
+            self.val_mlm_acc.update(preds, out.mlm_targets)
+            self.log("val/mlm_loss", self.val_mlm_loss, batch_size=n)
+            self.log("val/mlm_acc", self.val_mlm_acc, prog_bar=True, batch_size=n)
+            if out.nsp_loss is not None:
+                self.val_nsp_loss.update(out.nsp_loss)
+                self.val_nsp_acc.update(out.nsp_logits.argmax(-1), batch["nsp_labels"])
+                self.log("val/nsp_loss", self.val_nsp_loss, batch_size=n)
+                self.log("val/nsp_acc", self.val_nsp_acc, batch_size=n)
+        return out.loss
+
+    def training_step(self, batch: dict, batch_idx: int):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        self._step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        # Perplexity of the masked tokens: exp of the token-weighted mean cross-entropy.
+        self.log("val/perplexity", torch.exp(self.val_mlm_loss.compute()))
+
+    def configure_optimizers(self):
+        h = self.hparams
+        opt = build_optimizer(self.model, h.optimizer, h.learning_rate, h.weight_decay,
+                              h.adam_betas, h.adam_epsilon)
+        sched = linear_warmup_decay(opt, h.warmup_steps, h.max_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # Exact resume: dropout draws from these generators, so they travel with the checkpoint.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            torch.set_rng_state(states["torch"])
+            if states["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])

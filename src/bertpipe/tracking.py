@@ -1,0 +1,80 @@
+"""MLflow: the only importer of mlflow outside ``flows/``.
+
+Owns where runs go (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db`` in the
+working directory, since MLflow 3's file store is deprecated), the Lightning
+logger, run tags (git commit, DVC output hashes) and artifact logging.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def dvc_hashes(lock: str | Path = "dvc.lock") -> dict[str, str]:
+    """The md5 of every DVC-tracked stage output, as MLflow tags ``dvc.<path>``."""
+    path = Path(lock)
+    if not path.exists():
+        return {}
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+    tags = {}
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            if "md5" in out:
+                tags[f"dvc.{out['path']}"] = out["md5"]
+    return tags
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    tags = {"bertpipe.stage": stage, **dvc_hashes()}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def make_logger(experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None):
+    """A Lightning MLFlowLogger; with ``run_id`` it continues that run instead of starting one."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri(),
+                        run_id=run_id, tags=tags, log_model=False)
+
+
+def log_text(logger, text: str, artifact_file: str) -> None:
+    logger.experiment.log_text(logger.run_id, text, artifact_file)
+
+
+def log_dict(logger, data: dict, artifact_file: str) -> None:
+    logger.experiment.log_dict(logger.run_id, data, artifact_file)
+
+
+def log_dir(logger, local_dir: str | Path, artifact_path: str) -> None:
+    logger.experiment.log_artifacts(logger.run_id, str(local_dir), artifact_path)
+
+
+def log_metrics(logger, metrics: dict[str, float], step: int | None = None) -> None:
+    for k, v in metrics.items():
+        if v is not None:
+            logger.experiment.log_metric(logger.run_id, k, float(v), step=step)
+
+
+def set_terminated(logger, status: str = "FINISHED") -> None:
+    logger.experiment.set_terminated(logger.run_id, status)
