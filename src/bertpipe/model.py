@@ -11,6 +11,11 @@ Deviations from the original BERT, all deliberate:
 * the MLM head projects only the positions that carry a label (``mlm_labels !=
   -100``) onto the vocabulary: the full-vocabulary projection at every position
   is most of the cost of a small model and its result is thrown away;
+* on CPU, dropout draws its keep-mask from int16 random numbers (a keep
+  probability exact to 1/32768), because torch's CPU ``bernoulli_`` cost a fifth
+  of a BERT-mini training step; and training-time attention with dropout runs
+  the softmax/dropout/matmul explicitly, which is what SDPA's CPU path does in
+  that case anyway. GPUs use ``F.dropout`` and fused SDPA kernels;
 * GELU is the exact erf form (as in Hugging Face), not the tanh approximation of
   the original TensorFlow code;
 * the encoder returns only the last layer (no per-layer hidden states or
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -92,6 +98,29 @@ class BertConfig:
 # ------------------------------------------------------------------------------ blocks
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` semantics; on CPU a cheaper mask (see the module docstring)."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    r = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_()  # uniform in [0, 32767]
+    keep = r >= round(p * 32768)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class BertEmbeddings(nn.Module):
     """Token + segment + position embeddings, summed, then LayerNorm and dropout."""
 
@@ -101,7 +130,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
         self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.dropout = Dropout(c.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         T = input_ids.shape[1]
@@ -132,9 +161,14 @@ class BertSelfAttention(nn.Module):
             return t.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0
-        )  # (B, nh, T, hs)
+        p = self.dropout_p if self.training else 0.0
+        if p and x.device.type == "cpu":
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
+            if mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))
+            y = dropout(att.softmax(-1), p, True) @ v  # (B, nh, T, hs)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
         return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
 
 
@@ -145,7 +179,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.dropout = Dropout(c.hidden_dropout_prob)
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(h)) + residual)
@@ -179,7 +213,7 @@ class BertOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(c.intermediate_size, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.dropout = Dropout(c.hidden_dropout_prob)
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(h)) + residual)

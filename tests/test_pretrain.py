@@ -1,0 +1,150 @@
+"""Stage pretrain: real training runs at the tiny preset, killed and resumed, DDP, MLflow read back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from bertpipe.config import preset_values
+
+pytestmark = pytest.mark.slow
+
+
+def make_project(root: Path, tiny_built, **pretrain) -> Path:
+    """A folder with params.yaml (tiny + overrides) and the tiny data stages' outputs."""
+    root.mkdir(parents=True)
+    data = preset_values("tiny")
+    data["pretrain"].update({"precision": "32-true", "accelerator": "cpu", "devices": 1,
+                             "deterministic": True, **pretrain})
+    (root / "params.yaml").write_text(yaml.safe_dump(data))
+    for name in ("pretrain", "tokenizer"):
+        (root / name).symlink_to(tiny_built["root"] / name)
+    return root
+
+
+def stage_cmd(root: Path) -> list[str]:
+    return [sys.executable, "-m", "bertpipe.stages.pretrain", "--params", str(root / "params.yaml"),
+            "--data", str(root / "pretrain"), "--tokenizer", str(root / "tokenizer"),
+            "--out", str(root / "model"), "--checkpoints", str(root / "ckpt"),
+            "--metrics", str(root / "metrics.json"), "--plots", str(root / "curves")]
+
+
+def env_for(root: Path) -> dict:
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run(root: Path) -> subprocess.CompletedProcess:
+    out = subprocess.run(stage_cmd(root), cwd=root, env=env_for(root), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def mlflow_runs(root: Path):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bertpipe")
+    return client, client.search_runs([exp.experiment_id])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_built):
+    root = make_project(tmp_path_factory.mktemp("pre") / "a", tiny_built, max_steps=24,
+                        checkpoint_every_n_steps=6, val_every_n_steps=12)
+    run(root)
+    return root
+
+
+def test_resume_after_kill_gives_the_same_weights_and_one_run(uninterrupted, tiny_built, tmp_path):
+    root = make_project(tmp_path / "b", tiny_built, max_steps=24, checkpoint_every_n_steps=6,
+                        val_every_n_steps=12)
+    proc = subprocess.Popen(stage_cmd(root), cwd=root, env=env_for(root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    target = root / "ckpt" / "step0000012.ckpt"  # killed after step 12 was saved, mid-epoch
+    deadline = time.monotonic() + 240
+    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.exists() and not (root / "model").exists()
+
+    out = run(root)
+    assert "resuming from" in out.stderr
+    a, b = weights(uninterrupted / "model"), weights(root / "model")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    client, runs = mlflow_runs(root)
+    assert len(runs) == 1
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/mlm_loss")]
+    assert max(steps) >= 15 and min(steps) <= 5  # one history across the kill
+    # Only the last K checkpoints are kept.
+    assert sorted(p.name for p in (root / "ckpt").glob("step*.ckpt")) == \
+        ["step0000018.ckpt", "step0000024.ckpt"]
+
+
+def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
+    import json
+
+    client, runs = mlflow_runs(uninterrupted)
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED"
+    assert r.data.params["pretrain/max_steps"] == "24"
+    assert r.data.params["model/size"] == "tiny"
+    assert int(r.data.params["n_parameters"]) > 100_000
+    for key in ("train/mlm_loss", "train/nsp_loss", "train/tokens_per_s", "val/mlm_acc",
+                "val/nsp_acc", "val/perplexity", "final/val/mlm_acc"):
+        assert key in r.data.metrics, key
+    assert r.data.tags["bertpipe.stage"] == "pretrain"
+    arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"model", "curves", "fill_mask"} <= arts
+    model_files = {a.path for a in client.list_artifacts(r.info.run_id, "model")}
+    assert {"model/config.json", "model/model.safetensors", "model/tokenizer.json"} <= model_files
+    fill = [a.path for a in client.list_artifacts(r.info.run_id, "fill_mask")]
+    assert fill and "[MASK]" in Path(client.download_artifacts(r.info.run_id, fill[-1])).read_text()
+    metrics = json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics["steps"] == 24 and 0 <= metrics["val/mlm_acc"] <= 1
+    assert (uninterrupted / "curves/train.csv").read_text().startswith("step,")
+
+
+def test_exported_model_loads_in_transformers(uninterrupted):
+    transformers = pytest.importorskip("transformers")
+    from bertpipe.model import BertForPreTraining
+
+    ours = BertForPreTraining.from_pretrained(uninterrupted / "model").eval()
+    ref = transformers.AutoModelForPreTraining.from_pretrained(str(uninterrupted / "model")).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(str(uninterrupted / "model"))
+    enc = tok("the man went to the [MASK] store .", return_tensors="pt")
+    with torch.no_grad():
+        a = ours(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
+        b = ref(**enc)
+    assert (a.mlm_logits - b.prediction_logits).abs().max() < 1e-4
+
+
+def test_ddp_two_processes_on_cpu(tiny_built, tmp_path):
+    root = make_project(tmp_path / "ddp", tiny_built, max_steps=6, devices=2, strategy="ddp",
+                        checkpoint_every_n_steps=3, val_every_n_steps=3, limit_val_batches=2)
+    out = run(root)
+    assert (root / "model" / "model.safetensors").exists()
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out.stdout + out.stderr
+    _, runs = mlflow_runs(root)
+    assert len(runs) == 1
