@@ -102,3 +102,36 @@ def test_bare_encoder_checkpoint_into_pretraining_model(minilm_dir):
     info = model.loading_info
     assert info["unexpected_keys"] == []
     assert info["missing_keys"] and all(k.startswith("cls.") for k in info["missing_keys"])
+
+
+@pytest.mark.parametrize("ours_cls,hf_name,kwargs", [
+    ("BertForSequenceClassification", "BertForSequenceClassification", {"num_labels": 3}),
+    ("BertForSequenceClassification", "BertForSequenceClassification", {"num_labels": 1}),
+    ("BertForTokenClassification", "BertForTokenClassification", {"num_labels": 5}),
+    ("BertForQuestionAnswering", "BertForQuestionAnswering", {}),
+])
+def test_task_heads_match_transformers_both_ways(tmp_path, ours_cls, hf_name, kwargs):
+    import bertpipe.model as ours_mod
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=256,
+                                  attn_implementation="eager", **kwargs)
+    ref = getattr(transformers, hf_name)(cfg).eval()
+    ref.save_pretrained(tmp_path / "hf")
+    ours = getattr(ours_mod, ours_cls).from_pretrained(tmp_path / "hf").eval()
+    assert ours.loading_info == {"missing_keys": [], "unexpected_keys": []}
+    ids = torch.randint(5, 500, (3, 20))
+    mask = torch.ones_like(ids)
+    mask[1, 15:] = 0
+    with torch.no_grad():
+        a = ours(ids, attention_mask=mask).logits
+        r = ref(input_ids=ids, attention_mask=mask)
+        b = r.logits if hasattr(r, "logits") else torch.stack([r.start_logits, r.end_logits], -1)
+        assert (a - b).abs().max() <= 1e-5
+        ours.save_pretrained(tmp_path / "ours")
+        back = getattr(transformers, hf_name).from_pretrained(str(tmp_path / "ours"),
+                                                               attn_implementation="eager").eval()
+        r2 = back(input_ids=ids, attention_mask=mask)
+        b2 = r2.logits if hasattr(r2, "logits") else torch.stack([r2.start_logits, r2.end_logits], -1)
+        assert (a - b2).abs().max() <= 1e-5

@@ -66,6 +66,14 @@ class BertConfig:
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    id2label: dict[str, str] | None = None
+    """Label names of a fine-tuned head (Hugging Face's field); None for pretraining."""
+    problem_type: str | None = None
+    """``regression`` or ``single_label_classification`` for sequence heads."""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label) if self.id2label else 2
 
     @classmethod
     def from_size(cls, size: str, vocab_size: int, **overrides) -> BertConfig:
@@ -85,14 +93,21 @@ class BertConfig:
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise CheckpointError(f"{origin}: position_embedding_type "
                                   f"{d['position_embedding_type']!r} is not supported")
-        if d.get("hidden_act", "gelu") not in ("gelu", "gelu_new", "gelu_python"):
+        if d.get("hidden_act", "gelu") not in ("gelu", "gelu_python"):  # exact erf GELU only
             raise CheckpointError(f"{origin}: hidden_act {d['hidden_act']!r} is not supported")
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self, architecture: str) -> dict:
-        return {"architectures": [architecture], "model_type": "bert",
-                "position_embedding_type": "absolute", **asdict(self)}
+        d = {"architectures": [architecture], "model_type": "bert",
+             "position_embedding_type": "absolute", **asdict(self)}
+        if self.id2label:
+            d["label2id"] = {v: int(k) for k, v in self.id2label.items()}
+        else:
+            d.pop("id2label")
+        if self.problem_type is None:
+            d.pop("problem_type")
+        return d
 
 
 # ------------------------------------------------------------------------------ blocks
@@ -172,12 +187,12 @@ class BertSelfAttention(nn.Module):
         return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
 
 
-class BertSelfOutput(nn.Module):
-    """Attention output projection, dropout, Add & Norm."""
+class BertOutput(nn.Module):
+    """Projection back to H, dropout, Add & Norm (after attention, and after the feed-forward)."""
 
-    def __init__(self, c: BertConfig):
+    def __init__(self, c: BertConfig, d_in: int):
         super().__init__()
-        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dense = nn.Linear(d_in, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = Dropout(c.hidden_dropout_prob)
 
@@ -189,7 +204,7 @@ class BertAttention(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
         self.self = BertSelfAttention(c)
-        self.output = BertSelfOutput(c)
+        self.output = BertOutput(c, c.hidden_size)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.output(self.self(x, mask), x)
@@ -206,19 +221,6 @@ class BertIntermediate(nn.Module):
         return F.gelu(self.dense(x))  # (B, T, 4H)
 
 
-class BertOutput(nn.Module):
-    """Second feed-forward layer, dropout, Add & Norm."""
-
-    def __init__(self, c: BertConfig):
-        super().__init__()
-        self.dense = nn.Linear(c.intermediate_size, c.hidden_size)
-        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = Dropout(c.hidden_dropout_prob)
-
-    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
-
-
 class BertLayer(nn.Module):
     """One encoder layer: self-attention block then feed-forward block."""
 
@@ -226,7 +228,7 @@ class BertLayer(nn.Module):
         super().__init__()
         self.attention = BertAttention(c)
         self.intermediate = BertIntermediate(c)
-        self.output = BertOutput(c)
+        self.output = BertOutput(c, c.intermediate_size)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         a = self.attention(x, mask)
@@ -498,6 +500,90 @@ class BertForPreTraining(_Pretrained):
             nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
             loss = nsp_loss if loss is None else loss + nsp_loss
         return PreTrainingOutputs(loss, mlm_loss, nsp_loss, mlm_logits, targets, nsp_logits)
+
+
+# ------------------------------------------------------------------- fine-tuning heads
+
+
+@dataclass
+class TaskOutputs:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+    """(B, num_labels), (B, T, num_labels), or (B, T, 2) for spans (start, end)."""
+
+
+class BertForSequenceClassification(_Pretrained):
+    """Classification or regression (``num_labels == 1``) on the pooled [CLS] representation."""
+
+    architecture = "BertForSequenceClassification"
+    prefix = "bert."
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> TaskOutputs:
+        pooled = self.bert(input_ids, token_type_ids, attention_mask).pooler_output
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels)
+        return TaskOutputs(loss, logits)
+
+
+class BertForTokenClassification(_Pretrained):
+    """A label per token (NER, POS) from the last hidden states."""
+
+    architecture = "BertForTokenClassification"
+    prefix = "bert."
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None) -> TaskOutputs:
+        h = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
+        logits = self.classifier(self.dropout(h))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                   ignore_index=IGNORE_INDEX)
+        return TaskOutputs(loss, logits)
+
+
+class BertForQuestionAnswering(_Pretrained):
+    """Span extraction: a start and an end logit per token."""
+
+    architecture = "BertForQuestionAnswering"
+    prefix = "bert."
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, start_positions=None,
+                end_positions=None) -> TaskOutputs:
+        h = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
+        logits = self.qa_outputs(h)  # (B, T, 2)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            start, end = logits.float().unbind(-1)
+            loss = (F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)) / 2
+        return TaskOutputs(loss, logits)
 
 
 def count_parameters(model: nn.Module) -> int:
