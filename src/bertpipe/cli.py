@@ -81,6 +81,20 @@ def cmd_show_data(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fill_mask(a: argparse.Namespace) -> int:
+    from bertpipe.callbacks import fill_mask
+    from bertpipe.model import BertForPreTraining
+    from bertpipe.tokenizer import load_tokenizer
+
+    model = BertForPreTraining.from_pretrained(a.model).eval()
+    tok = load_tokenizer(a.model)
+    for sentence in a.sentences:
+        print(sentence)
+        for i, slot in enumerate(fill_mask(model, tok, sentence, a.top_k)):
+            print(f"  [MASK] #{i + 1}: " + ", ".join(f"{t} ({p:.3f})" for t, p in slot))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bertpipe",
@@ -125,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--split", default="train", choices=["train", "valid"])
     v.add_argument("-n", type=int, default=3, help="how many instances")
     v.set_defaults(fn=cmd_show_data)
+
+    f = sub.add_parser("fill-mask", help="predict the [MASK] tokens of sentences with a model",
+                       description="Top predictions for each [MASK], from a Hugging Face-format "
+                                   "model directory that includes its tokenizer.")
+    f.add_argument("sentences", nargs="+", help='e.g. "the man went to the [MASK] store ."')
+    f.add_argument("--model", default="models/pretrained", help="model directory")
+    f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
+    f.set_defaults(fn=cmd_fill_mask)
     return p
 
 
@@ -135,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
-    except (ConfigError, DatasetUnavailable, FileNotFoundError) as e:
+    except (ConfigError, DatasetUnavailable, FileNotFoundError, ValueError) as e:
         print(f"bertpipe: error: {e}", file=sys.stderr)
         return 2
 
