@@ -53,3 +53,21 @@ def test_squad_splits():
     v2 = squad.load_split("squad_v2", "dev")
     assert len(v2) == 11873
     assert sum(1 for a in v2["answers"] if not a["text"]) == 5945
+
+
+def test_official_squad_normalisation_and_scores():
+    assert squad.normalize_answer("The  Denver Broncos!") == "denver broncos"
+    assert squad.exact_match("the Broncos", "Broncos.") == 1.0
+    assert squad.f1_score("Denver Broncos team", "the Denver Broncos") == pytest.approx(0.8)
+    assert squad.f1_score("", "") == 1.0 and squad.f1_score("x", "") == 0.0
+    rows = [{"id": "a", "answers": {"text": ["Santa Clara", "Levi's Stadium"]}},
+            {"id": "b", "answers": {"text": []}}]
+    assert squad.squad_scores({"a": "levis stadium", "b": ""}, rows) == {"exact_match": 100.0, "f1": 100.0}
+    assert squad.squad_scores({"a": "Santa", "b": "no"}, rows) == {"exact_match": 0.0,
+                                                                   "f1": pytest.approx(100 * (2 / 3) / 2)}
+
+
+def test_gold_answers_score_100_on_real_dev():
+    dev = squad.load_split("squad", "dev").select(range(500))
+    gold = {r["id"]: r["answers"]["text"][0] for r in dev}
+    assert squad.squad_scores(gold, dev) == {"exact_match": 100.0, "f1": 100.0}
