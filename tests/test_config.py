@@ -68,8 +68,10 @@ def test_every_problem_is_reported_at_once(tmp_path):
 def test_yaml12_floats_and_frozen(tmp_path):
     params = load_params(write(tmp_path, "pretrain_data:\n  masking:\n    mlm_probability: 15e-2\n"))
     assert params.pretrain_data.masking.mlm_probability == pytest.approx(0.15)
-    with pytest.raises(Exception):
-        params.pretrain_data.seed = 3  # frozen
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
+        params.pretrain_data.seed = 3
 
 
 def test_every_field_has_a_docstring():

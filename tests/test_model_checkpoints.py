@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
 
-import numpy as np
 import pytest
 import torch
 

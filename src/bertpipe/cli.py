@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_params)
 
     d = sub.add_parser("datasets", help="list the dataset catalog and what the mirror holds",
-                       description=f"Named datasets: hub location and mirror layout. With "
-                                   f"BERTPIPE_DATA_MIRROR set, also whether each is present.")
+                       description="Named datasets: hub location and mirror layout. With "
+                                   "BERTPIPE_DATA_MIRROR set, also whether each is present.")
     d.add_argument("name", nargs="?", help="one dataset (default: all)")
     d.set_defaults(fn=cmd_datasets)
 
