@@ -27,7 +27,9 @@ setup: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --requirement requirements.lock
+	# (grep drops pip's "Location ... is ignored" noise from this machine's index settings)
+	set -o pipefail; $(VENV)/bin/pip install --quiet --requirement requirements.lock 2>&1 \
+	  | { grep -v 'is neither a file nor a directory' || true; }
 	$(VENV)/bin/pip install --quiet --no-deps --editable .
 	touch $@
 

@@ -71,3 +71,28 @@ def test_gold_answers_score_100_on_real_dev():
     dev = squad.load_split("squad", "dev").select(range(500))
     gold = {r["id"]: r["answers"]["text"][0] for r in dev}
     assert squad.squad_scores(gold, dev) == {"exact_match": 100.0, "f1": 100.0}
+
+
+def test_glue_metrics_match_scipy_and_sklearn_definitions():
+    import numpy as np
+    import scipy.stats
+    import torch
+
+    from bertpipe.tasks.metrics import make_metrics, selection_metric
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    p = np.where(rng.random(300) < 0.8, y, 1 - y)
+    m = make_metrics("cola", 2)(torch.tensor(p), torch.tensor(y))
+    tp, tn = ((p == 1) & (y == 1)).sum(), ((p == 0) & (y == 0)).sum()
+    fp, fn = ((p == 1) & (y == 0)).sum(), ((p == 0) & (y == 1)).sum()
+    mcc = (tp * tn - fp * fn) / np.sqrt(float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
+    assert float(m["mcc"]) == pytest.approx(mcc, abs=1e-6)
+    m = make_metrics("mrpc", 2)(torch.tensor(p), torch.tensor(y))
+    assert float(m["f1"]) == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
+    assert float(m["acc"]) == pytest.approx((p == y).mean(), abs=1e-6)
+    s, t = rng.random(200), rng.random(200)
+    m = make_metrics("stsb", 1)(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32))
+    assert float(m["pearson"]) == pytest.approx(scipy.stats.pearsonr(s, t)[0], abs=1e-5)
+    assert float(m["spearman"]) == pytest.approx(scipy.stats.spearmanr(s, t)[0], abs=1e-5)
+    assert selection_metric("mrpc") == "f1" and selection_metric("stsb") == "pearson"
