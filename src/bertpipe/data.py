@@ -176,3 +176,67 @@ class PretrainDataModule(L.LightningDataModule):
             self._pending_resume = (state["epoch"], state["batches_done"])
             if self.train_sampler is not None:
                 self.train_sampler.resume(*self._pending_resume)
+
+
+def pad_batch(rows: list[dict], pad_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
+    """Pad encoded rows (input_ids, token_type_ids[, label]) to the longest, rounded up to ``multiple``."""
+    T = -(-max(len(r["input_ids"]) for r in rows) // multiple) * multiple
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    types = torch.zeros_like(ids)
+    attn = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n], types[i, :n], attn[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["token_type_ids"]), 1
+    batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": attn}
+    if "label" in rows[0]:
+        batch["labels"] = torch.tensor([r["label"] for r in rows])
+    return batch
+
+
+class GlueDataModule(L.LightningDataModule):
+    """A GLUE-style sentence (pair) task: train and dev splits encoded with our tokenizer."""
+
+    def __init__(self, task: str, tokenizer_dir: str | Path, max_length: int, batch_size: int,
+                 seed: int, max_train_examples: int | None = None, dev_split: str = "dev"):
+        super().__init__()
+        self.task, self.tokenizer_dir, self.max_length = task, Path(tokenizer_dir), max_length
+        self.batch_size, self.seed, self.max_train = batch_size, seed, max_train_examples
+        self.dev_split = dev_split
+
+    def _encode(self, ds) -> list[dict]:
+        from tokenizers import Tokenizer
+
+        from bertpipe.tasks.glue import get_task
+
+        task = get_task(self.task)
+        tok = Tokenizer.from_file(str(self.tokenizer_dir / "tokenizer.json"))
+        tok.enable_truncation(self.max_length)
+        self.pad_id = tok.token_to_id("[PAD]")
+        texts = ds[task.text_a] if task.text_b is None else list(zip(ds[task.text_a], ds[task.text_b]))
+        labels = ds["label"]
+        return [{"input_ids": e.ids, "token_type_ids": e.type_ids, "label": y}
+                for e, y in zip(tok.encode_batch(texts), labels)]
+
+    def setup(self, stage: str | None = None) -> None:
+        from bertpipe.tasks.glue import load_split
+
+        train = load_split(self.task, "train")
+        if self.max_train is not None and self.max_train < len(train):
+            # A fixed subset (seeded independently of the run seed) so runs compare on the same data.
+            train = train.shuffle(seed=0).select(range(self.max_train))
+        self.train_rows = self._encode(train)
+        self.dev_rows = self._encode(load_split(self.task, self.dev_split))
+
+    def _loader(self, rows, shuffle: bool) -> DataLoader:
+        return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle,
+                          collate_fn=lambda b: pad_batch(b, self.pad_id),
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_rows, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dev_rows, False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.dev_rows, False)

@@ -13,7 +13,8 @@ import torch
 import torchmetrics
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from bertpipe.optim import build_optimizer, linear_warmup_decay
+from bertpipe.optim import lightning_optimizers
+from bertpipe.tasks.metrics import make_metrics
 
 
 class PretrainingModule(L.LightningModule):
@@ -72,10 +73,8 @@ class PretrainingModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        opt = build_optimizer(self.model, h.optimizer, h.learning_rate, h.weight_decay,
-                              h.adam_betas, h.adam_epsilon)
-        sched = linear_warmup_decay(opt, h.warmup_steps, h.max_steps)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return lightning_optimizers(self.model, h.optimizer, h.learning_rate, h.weight_decay,
+                                    h.adam_betas, h.adam_epsilon, h.warmup_steps, h.max_steps)
 
     # Exact resume: dropout draws from these generators, so they travel with the checkpoint.
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -90,3 +89,48 @@ class PretrainingModule(L.LightningModule):
             torch.set_rng_state(states["torch"])
             if states["cuda"] is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class SequenceClassificationModule(L.LightningModule):
+    """Fine-tuning of an injected ``BertForSequenceClassification`` on one GLUE-style task."""
+
+    def __init__(self, model: torch.nn.Module, *, task: str, learning_rate: float = 2e-5,
+                 weight_decay: float = 0.01, warmup_steps: int = 0, max_steps: int = 1000):
+        super().__init__()
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+        self.regression = model.config.num_labels == 1
+        self.val_metrics = make_metrics(task, model.config.num_labels).clone(prefix="val/")
+
+    def forward(self, batch: dict):
+        return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                          labels=batch.get("labels"))
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.squeeze(-1).float() if self.regression else logits.argmax(-1)
+
+    def _step(self, batch: dict, stage: str):
+        out = self(batch)
+        n = batch["input_ids"].shape[0]
+        self.log(f"{stage}/loss", out.loss, prog_bar=stage == "train", batch_size=n)
+        if stage == "val":
+            self.val_metrics.update(self.predictions(out.logits), batch["labels"])
+        return out.loss
+
+    def training_step(self, batch: dict, batch_idx: int):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        self._step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int):
+        return self.predictions(self(batch).logits)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return lightning_optimizers(self.model, "adamw", h.learning_rate, h.weight_decay,
+                                    (0.9, 0.999), 1e-6, h.warmup_steps, h.max_steps)

@@ -81,3 +81,11 @@ def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def lightning_optimizers(model: nn.Module, optimizer: str, learning_rate: float, weight_decay: float,
+                         betas, eps: float, warmup_steps: int, max_steps: int) -> dict:
+    """What ``LightningModule.configure_optimizers`` returns: optimiser + per-step schedule."""
+    opt = build_optimizer(model, optimizer, learning_rate, weight_decay, betas, eps)
+    sched = linear_warmup_decay(opt, warmup_steps, max_steps)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
