@@ -17,7 +17,17 @@ from bertpipe.optim import lightning_optimizers
 from bertpipe.tasks.metrics import make_metrics
 
 
-class PretrainingModule(L.LightningModule):
+class _SharedStep(L.LightningModule):
+    """Training and validation run the subclass's ``_step(batch, stage)``; what it logs differs."""
+
+    def training_step(self, batch: dict, batch_idx: int):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        self._step(batch, "val")
+
+
+class PretrainingModule(_SharedStep):
     """MLM (+ NSP) pretraining of an injected ``BertForPreTraining``."""
 
     def __init__(self, model: torch.nn.Module, *, optimizer: str = "adamw", learning_rate: float = 1e-4,
@@ -61,12 +71,6 @@ class PretrainingModule(L.LightningModule):
                 self.log("val/nsp_acc", self.val_nsp_acc, batch_size=n)
         return out.loss
 
-    def training_step(self, batch: dict, batch_idx: int):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict, batch_idx: int):
-        self._step(batch, "val")
-
     def on_validation_epoch_end(self) -> None:
         # Perplexity of the masked tokens: exp of the token-weighted mean cross-entropy.
         self.log("val/perplexity", torch.exp(self.val_mlm_loss.compute()))
@@ -91,7 +95,7 @@ class PretrainingModule(L.LightningModule):
                 torch.cuda.set_rng_state_all(states["cuda"])
 
 
-class SequenceClassificationModule(L.LightningModule):
+class SequenceClassificationModule(_SharedStep):
     """Fine-tuning of an injected ``BertForSequenceClassification`` on one GLUE-style task."""
 
     def __init__(self, model: torch.nn.Module, *, task: str, learning_rate: float = 2e-5,
@@ -116,12 +120,6 @@ class SequenceClassificationModule(L.LightningModule):
         if stage == "val":
             self.val_metrics.update(self.predictions(out.logits), batch["labels"])
         return out.loss
-
-    def training_step(self, batch: dict, batch_idx: int):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict, batch_idx: int):
-        self._step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
