@@ -117,13 +117,12 @@ class PretrainDataModule(L.LightningDataModule):
     """Batches of the ``pretrain_data`` output for MLM (+ NSP) training."""
 
     def __init__(self, data_dir: str | Path, vocab: dict[str, int], batch_size: int, seed: int,
-                 num_workers: int = 0, with_nsp: bool = True, val_batches: int | None = None):
+                 num_workers: int = 0, with_nsp: bool = True):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.meta = json.loads((self.data_dir / "meta.json").read_text())
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.with_nsp = with_nsp
-        self.val_batches = val_batches
         masking = MaskingConfig.model_validate(self.meta["config"]["masking"])
         self.masker = Masker.from_vocab(vocab, masking)
         self.pad_id = self.meta["special_ids"]["[PAD]"]
