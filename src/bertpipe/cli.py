@@ -95,6 +95,33 @@ def cmd_fill_mask(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_finetune(a: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from bertpipe.config import load_params
+    from bertpipe.finetuning import finetune_glue
+    from bertpipe.model import BertConfig
+    from bertpipe.tokenizer import resolve_dir
+
+    scratch = None
+    if a.init == "scratch":
+        m = load_params(a.params).model
+        tok_dir = Path(a.tokenizer or "models/tokenizer")
+        vocab = len((tok_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+        scratch = BertConfig.from_size(m.size, vocab, hidden_dropout_prob=m.hidden_dropout_prob,
+                                       attention_probs_dropout_prob=m.attention_probs_dropout_prob)
+    else:
+        tok_dir = Path(a.tokenizer) if a.tokenizer else resolve_dir(a.init)
+    metrics = finetune_glue(a.task, a.init, tok_dir, seed=a.seed, learning_rate=a.lr,
+                            batch_size=a.batch_size, epochs=a.epochs, max_length=a.max_length,
+                            warmup_fraction=a.warmup_fraction, work_dir=a.out,
+                            max_train_examples=a.max_train_examples, scratch_config=scratch)
+    Path(a.out, "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in metrics.items() if k.startswith("val/")}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bertpipe",
@@ -147,6 +174,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model", default="models/pretrained", help="model directory")
     f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
     f.set_defaults(fn=cmd_fill_mask)
+
+    t = sub.add_parser("finetune", help="fine-tune one GLUE task from one starting point and seed",
+                       description="Fine-tune a GLUE task (data from BERTPIPE_DATA_MIRROR or the hub); "
+                                   "keeps the best epoch by the task's dev metric and writes its "
+                                   "dev predictions and metrics.json to --out.")
+    t.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
+    t.add_argument("--init", default="models/pretrained",
+                   help="model directory, package:NAME, or 'scratch' (model section of params.yaml)")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--max-length", type=int, default=128)
+    t.add_argument("--warmup-fraction", type=float, default=0.1)
+    t.add_argument("--max-train-examples", type=int, help="a fixed subset of the training data")
+    t.add_argument("--tokenizer", help="tokenizer folder (default: the --init folder, or "
+                                       "models/tokenizer for scratch)")
+    t.add_argument("--params", default="params.yaml", help="params file (for --init scratch)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.set_defaults(fn=cmd_finetune)
     return p
 
 
