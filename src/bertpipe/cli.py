@@ -102,13 +102,13 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     from bertpipe.config import load_params
     from bertpipe.finetuning import finetune_glue
     from bertpipe.model import BertConfig
-    from bertpipe.tokenizer import resolve_dir
+    from bertpipe.tokenizer import load_tokenizer, resolve_dir
 
     scratch = None
     if a.init == "scratch":
         m = load_params(a.params).model
         tok_dir = Path(a.tokenizer or "models/tokenizer")
-        vocab = len((tok_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+        vocab = load_tokenizer(tok_dir).get_vocab_size()
         scratch = BertConfig.from_size(m.size, vocab, hidden_dropout_prob=m.hidden_dropout_prob,
                                        attention_probs_dropout_prob=m.attention_probs_dropout_prob)
     else:
