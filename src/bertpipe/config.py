@@ -268,6 +268,132 @@ class TrackingConfig(_Section):
     """Log the exported model directory as an MLflow artifact."""
 
 
+# ------------------------------------------------------------------------- finetune
+
+GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+SQUAD_TASKS = ("squad", "squad_v2")
+
+
+class FinetuneHParams(_Section):
+    """Fine-tuning hyperparameters of one task (the paper's recipe: AdamW, linear warm-up and decay)."""
+
+    learning_rate: float = Field(default=1e-4, gt=0.0)
+    """Peak learning rate. The paper picks from 5e-5/3e-5/2e-5 for BERT-base; Turc et al. (2019) add 1e-4 and 3e-4 for compact models."""
+    batch_size: int = Field(default=32, ge=1)
+    """Examples (SQuAD: windows) per step."""
+    epochs: int = Field(default=3, ge=1)
+    """Passes over the training set; the best epoch by the dev metric is kept."""
+    max_length: int = Field(default=128, ge=16, le=4096)
+    """Tokens per example (pairs are truncated longest-first; SQuAD contexts are windowed)."""
+    warmup_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of the steps with linear warm-up."""
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    """AdamW weight decay (2-D weights only)."""
+    max_train_examples: int | None = Field(default=None, ge=1)
+    """Train on a fixed subset of this many examples (same subset for every seed and init); null = all."""
+    max_eval_examples: int | None = Field(default=None, ge=1)
+    """Evaluate on the first this many dev examples; null = the whole dev set (the honest number)."""
+    doc_stride: int = Field(default=128, ge=1)
+    """SQuAD: tokens shared by consecutive windows of a long context."""
+    max_answer_length: int = Field(default=30, ge=1)
+    """SQuAD: longest answer span in tokens considered when decoding."""
+    n_best: int = Field(default=20, ge=1)
+    """SQuAD: start and end candidates per window considered when decoding."""
+
+
+class TaskHParams(_Section):
+    """Per-task changes to ``finetune.hparams``; keys left out (or null) keep the shared value."""
+
+    learning_rate: float | None = Field(default=None, gt=0.0)
+    batch_size: int | None = Field(default=None, ge=1)
+    epochs: int | None = Field(default=None, ge=1)
+    max_length: int | None = Field(default=None, ge=16, le=4096)
+    warmup_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
+    weight_decay: float | None = Field(default=None, ge=0.0)
+    max_train_examples: int | None = Field(default=None, ge=1)
+    max_eval_examples: int | None = Field(default=None, ge=1)
+    doc_stride: int | None = Field(default=None, ge=1)
+    max_answer_length: int | None = Field(default=None, ge=1)
+    n_best: int | None = Field(default=None, ge=1)
+
+
+class UserTaskConfig(_Section):
+    """A task from local files, defined here without code: sentence (pair) classification, regression, or CoNLL token tagging."""
+
+    kind: Literal["classification", "regression", "token_classification"]
+    """What is predicted: a label per example, a number per example, or a tag per word."""
+    train: str
+    """Training file (csv, tsv, jsonl; CoNLL for token_classification)."""
+    dev: str
+    """Dev file, same format; the reported scores are on it."""
+    format: Literal["auto", "csv", "tsv", "jsonl", "conll"] = "auto"
+    """File format; ``auto`` picks by extension (.csv, .tsv, .jsonl; anything else with token_classification is CoNLL)."""
+    text_a: str = "sentence"
+    """Column / key of the first text."""
+    text_b: str | None = None
+    """Column / key of the second text for sentence-pair tasks; null = single sentence."""
+    label: str = "label"
+    """Column / key of the label (or score, for regression)."""
+    labels: tuple[str, ...] | None = Field(default=None, strict=False)
+    """The declared label (tag) set; a value outside it is an error naming the line. null = the values found in the training file."""
+    token_column: int = 0
+    """CoNLL: column of the word (0-based; negative counts from the end)."""
+    tag_column: int = -1
+    """CoNLL: column of the tag (0-based; negative counts from the end)."""
+    entity_f1: bool | None = None
+    """Token tasks: score entity-level F1 over BIO tags (NER) instead of tag accuracy (POS); null = decide from the tags."""
+
+
+class FinetuneConfig(_Section):
+    """Stage ``finetune`` (one DVC stage per task, fanned out with ``foreach``) and ``bertpipe finetune``."""
+
+    tasks: tuple[str, ...] = Field(default=GLUE_TASKS + SQUAD_TASKS, strict=False, min_length=1)
+    """Tasks to run: GLUE names, squad, squad_v2, or names under ``user_tasks``. Tasks without training data are skipped and reported."""
+    inits: tuple[str, ...] = Field(default=("pretrained", "scratch"), strict=False, min_length=1)
+    """Starting points: ``pretrained`` (the pretrain stage's model), ``scratch`` (random init, the baseline), a Hugging Face BERT directory, or ``package:NAME``."""
+    seeds: tuple[int, ...] = Field(default=(1, 2, 3), strict=False, min_length=1)
+    """One run per seed; the report gives the median and the spread."""
+    hparams: FinetuneHParams = FinetuneHParams()
+    """Shared hyperparameters."""
+    task_hparams: dict[str, TaskHParams] = Field(
+        default={
+            "squad": TaskHParams(max_length=384, epochs=2),
+            "squad_v2": TaskHParams(max_length=384, epochs=2),
+        },
+        strict=False,
+    )
+    """Per-task changes to ``hparams`` (SQuAD: 384-token windows as in the paper)."""
+    user_tasks: dict[str, UserTaskConfig] = Field(default={}, strict=False)
+    """Tasks from your own files; add the name to ``tasks`` to run it."""
+    squad_exclude_ambiguous: bool = False
+    """SQuAD v1.1 train in the mirror is rebuilt and 9,438 answer positions are guesses (listed beside it): true drops those questions."""
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    """Training precision; ``auto`` is bf16-mixed where supported, else fp32."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "tpu", "mps"] = "auto"
+    """Lightning accelerator."""
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> FinetuneConfig:
+        known = set(GLUE_TASKS) | set(SQUAD_TASKS) | set(self.user_tasks)
+        for i, name in enumerate(self.tasks):
+            if name not in known:
+                near = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise ValueError(f"tasks[{i}]: unknown task {name!r}{hint}; known: {', '.join(sorted(known))}; "
+                                 "define your own under finetune.user_tasks")
+        clash = set(self.user_tasks) & (set(GLUE_TASKS) | set(SQUAD_TASKS))
+        if clash:
+            raise ValueError(f"user_tasks: {sorted(clash)} are built-in task names; rename them")
+        return self
+
+    def task_hparams_for(self, task: str) -> FinetuneHParams:
+        """``hparams`` with this task's changes applied."""
+        over = self.task_hparams.get(task)
+        if over is None:
+            return self.hparams
+        return self.hparams.model_copy(update=over.model_dump(exclude_none=True))
+
+
 # ----------------------------------------------------------------------------- root
 
 
@@ -286,6 +412,8 @@ class Params(_Section):
     """The encoder architecture (used by pretrain and finetune)."""
     pretrain: PretrainConfig = PretrainConfig()
     """Stage pretrain."""
+    finetune: FinetuneConfig = FinetuneConfig()
+    """Stage finetune (and evaluate, which reports what it ran)."""
     tracking: TrackingConfig = TrackingConfig()
     """MLflow tracking."""
 
@@ -460,6 +588,10 @@ def render_params(data: dict[str, Any]) -> str:
                     # List items (corpus sources) show only what differs from the defaults.
                     value = [item_type.model_validate(v).model_dump(mode="json", exclude_defaults=True)
                              for v in value]
+                if isinstance(value, dict):
+                    # Maps of sections (task_hparams, user_tasks) show only the keys set.
+                    value = {k: {kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v
+                             for k, v in value.items()}
                 dumped = yaml.safe_dump(value, default_flow_style=False, sort_keys=False)
                 out.append(f"{pad}{key}:")
                 out.extend(f"{pad}  {line}" for line in dumped.rstrip().splitlines())

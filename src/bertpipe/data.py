@@ -178,7 +178,12 @@ class PretrainDataModule(L.LightningDataModule):
 
 
 def pad_batch(rows: list[dict], pad_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
-    """Pad encoded rows (input_ids, token_type_ids[, label]) to the longest, rounded up to ``multiple``."""
+    """Pad encoded rows to the longest, rounded up to ``multiple``.
+
+    Rows hold ``input_ids``, ``token_type_ids`` and any of: ``label`` (a class id or
+    score -> ``labels``), ``tags`` (per-token targets, padded with -100 -> ``labels``),
+    ``start_positions``/``end_positions`` and ``feature`` (SQuAD window index).
+    """
     T = -(-max(len(r["input_ids"]) for r in rows) // multiple) * multiple
     ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
     types = torch.zeros_like(ids)
@@ -187,55 +192,99 @@ def pad_batch(rows: list[dict], pad_id: int, multiple: int = 8) -> dict[str, tor
         n = len(r["input_ids"])
         ids[i, :n], types[i, :n], attn[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["token_type_ids"]), 1
     batch = {"input_ids": ids, "token_type_ids": types, "attention_mask": attn}
-    if "label" in rows[0]:
+    first = rows[0]
+    if "label" in first:
         batch["labels"] = torch.tensor([r["label"] for r in rows])
+    if "tags" in first:
+        tags = torch.full((len(rows), T), IGNORE_INDEX, dtype=torch.long)
+        for i, r in enumerate(rows):
+            tags[i, :len(r["tags"])] = torch.tensor(r["tags"])
+        batch["labels"] = tags
+    for key in ("start_positions", "end_positions", "feature"):
+        if key in first:
+            batch[key] = torch.tensor([r[key] for r in rows])
     return batch
 
 
-class GlueDataModule(L.LightningDataModule):
-    """A GLUE-style sentence (pair) task: train and dev splits encoded with our tokenizer."""
+class TaskDataModule(L.LightningDataModule):
+    """Train and dev data of one fine-tuning task (``tasks.spec.TaskSpec``), encoded with ``tokenizer``.
 
-    def __init__(self, task: str, tokenizer_dir: str | Path, max_length: int, batch_size: int,
-                 seed: int, max_train_examples: int | None = None, dev_split: str = "dev"):
+    ``max_train_examples`` takes a fixed subset (seed 0, whatever the run's seed) so
+    runs compare on the same data; ``max_eval_examples`` keeps the first dev rows.
+    After ``setup()``: ``train_rows``, ``dev_rows`` (encoded), ``dev_data`` (the raw
+    dev Dataset), ``skipped`` (counts of rows left out and why) and, for QA,
+    ``evaluator_inputs`` for ``tasks.metrics.SquadEvaluator``.
+    """
+
+    def __init__(self, spec, tokenizer, hp, seed: int):
         super().__init__()
-        self.task, self.tokenizer_dir, self.max_length = task, Path(tokenizer_dir), max_length
-        self.batch_size, self.seed, self.max_train = batch_size, seed, max_train_examples
-        self.dev_split = dev_split
+        self.spec, self.tok, self.hp, self.seed = spec, tokenizer, hp, seed
+        self.pad_id = tokenizer.token_to_id("[PAD]")
+        self.skipped: dict[str, int] = {}
 
-    def _encode(self, ds) -> list[dict]:
-        from tokenizers import Tokenizer
+    def _encode(self, ds, train: bool) -> list[dict]:
+        import copy
 
-        from bertpipe.tasks.glue import get_task
+        tok = copy.deepcopy(self.tok)
+        tok.no_padding()
+        kind = self.spec.kind
+        if kind == "qa":
+            from bertpipe.tasks import squad
 
-        task = get_task(self.task)
-        tok = Tokenizer.from_file(str(self.tokenizer_dir / "tokenizer.json"))
-        tok.enable_truncation(self.max_length)
-        self.pad_id = tok.token_to_id("[PAD]")
-        texts = ds[task.text_a] if task.text_b is None else list(zip(ds[task.text_a], ds[task.text_b]))
-        labels = ds["label"]
+            tok.no_truncation()
+            rows = ds.to_list()
+            feats, skipped, offsets = squad.windows(tok, rows, self.hp.max_length, self.hp.doc_stride, train)
+            for k, v in skipped.items():
+                self.skipped[k] = self.skipped.get(k, 0) + v
+            if not train:
+                for i, f in enumerate(feats):
+                    f["feature"] = i
+                self.evaluator_inputs = (feats, rows, offsets)
+            return feats
+        tok.enable_truncation(self.hp.max_length)
+        if kind == "token_classification":
+            out = []
+            for enc, tags in zip(tok.encode_batch(ds["tokens"], is_pretokenized=True), ds["tags"]):
+                # The first sub-word of each word carries its tag; the rest and specials are ignored.
+                seen, labels = set(), []
+                for w in enc.word_ids:
+                    labels.append(IGNORE_INDEX if w is None or w in seen else tags[w])
+                    if w is not None:
+                        seen.add(w)
+                out.append({"input_ids": enc.ids, "token_type_ids": enc.type_ids, "tags": labels})
+            return out
+        texts = ds["text_a"] if not self.spec.pair else list(zip(ds["text_a"], ds["text_b"]))
         return [{"input_ids": e.ids, "token_type_ids": e.type_ids, "label": y}
-                for e, y in zip(tok.encode_batch(texts), labels)]
+                for e, y in zip(tok.encode_batch(texts), ds["label"])]
 
     def setup(self, stage: str | None = None) -> None:
-        from bertpipe.tasks.glue import load_split
+        if hasattr(self, "train_rows"):
+            return
+        train = self.spec.load("train")
+        if self.hp.max_train_examples is not None and self.hp.max_train_examples < len(train):
+            train = train.shuffle(seed=0).select(range(self.hp.max_train_examples))
+        self.train_rows = self._encode(train, train=True)
+        self.dev_data = self.load_dev("dev")
+        self.dev_rows = self._encode(self.dev_data, train=False)
+        if not self.train_rows:
+            raise ValueError(f"task {self.spec.name}: no training examples left ({self.skipped})")
 
-        train = load_split(self.task, "train")
-        if self.max_train is not None and self.max_train < len(train):
-            # A fixed subset (seeded independently of the run seed) so runs compare on the same data.
-            train = train.shuffle(seed=0).select(range(self.max_train))
-        self.train_rows = self._encode(train)
-        self.dev_rows = self._encode(load_split(self.task, self.dev_split))
+    def load_dev(self, split: str):
+        dev = self.spec.load(split)
+        if self.hp.max_eval_examples is not None and self.hp.max_eval_examples < len(dev):
+            dev = dev.select(range(self.hp.max_eval_examples))
+        return dev
 
-    def _loader(self, rows, shuffle: bool) -> DataLoader:
-        return DataLoader(rows, batch_size=self.batch_size, shuffle=shuffle,
+    def loader(self, rows, shuffle: bool = False) -> DataLoader:
+        return DataLoader(rows, batch_size=self.hp.batch_size, shuffle=shuffle,
                           collate_fn=lambda b: pad_batch(b, self.pad_id),
                           generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_rows, True)
+        return self.loader(self.train_rows, True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dev_rows, False)
+        return self.loader(self.dev_rows)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.dev_rows, False)
+        return self.loader(self.dev_rows)

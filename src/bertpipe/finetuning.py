@@ -1,65 +1,282 @@
-"""Fine-tuning one GLUE task from one starting point with one seed.
+"""Fine-tuning: one task from every configured starting point with every seed.
 
-Owns the training recipe around ``SequenceClassificationModule``: the starting
-point (a pretrained Hugging Face BERT directory, ``package:NAME``, or ``scratch``
-for the from-scratch baseline; all one code path), warm-up as a fraction of the
-steps, keeping the best epoch by the task's dev metric, and dev predictions.
+Owns the recipe around ``lit.FinetuningModule``:
+- starting points, one code path: ``pretrained`` (the pretrain stage's model
+  directory), any Hugging Face BERT directory or ``package:NAME`` (each with its
+  own tokenizer), or ``scratch`` (random init with the pipeline's tokenizer: the
+  baseline that shows what pretraining buys);
+- one run = seed, train, keep the epoch with the best dev metric, score the dev
+  set (and extra dev splits) with that epoch's weights, write its predictions;
+- ``run_task``: inits x seeds, each finished run cached under ``work_dir`` with a
+  fingerprint (a rerun after a failure redoes only what is missing), median and
+  spread per metric, the best model exported in Hugging Face format;
+- a task whose training data is unavailable is skipped with the reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
+import shutil
+import statistics
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from bertpipe.data import GlueDataModule
-from bertpipe.lit import SequenceClassificationModule
-from bertpipe.model import BertConfig, BertForSequenceClassification
-from bertpipe.tasks.glue import get_task
-from bertpipe.tasks.metrics import selection_metric
-from bertpipe.tokenizer import resolve_dir
+from bertpipe import tracking
+from bertpipe.catalog import DatasetUnavailable
+from bertpipe.config import FinetuneConfig, FinetuneHParams, ModelConfig, TrackingConfig
+from bertpipe.data import TaskDataModule
+from bertpipe.lit import FinetuningModule
+from bertpipe.model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification,
+                            BertForTokenClassification)
+from bertpipe.outputs import atomic_dir, write_json
+from bertpipe.tasks.metrics import SequenceEvaluator, SquadEvaluator, TokenEvaluator
+from bertpipe.tasks.spec import TaskSpec, resolve_task
+from bertpipe.tokenizer import copy_tokenizer_files, load_existing, load_tokenizer, resolve_dir
+
+log = logging.getLogger("bertpipe.finetuning")
+
+HEADS = {"classification": BertForSequenceClassification, "regression": BertForSequenceClassification,
+         "token_classification": BertForTokenClassification, "qa": BertForQuestionAnswering}
 
 
-def build_classifier(init: str, task: str, scratch_config: BertConfig | None) -> BertForSequenceClassification:
-    labels = get_task(task).labels
-    id2label = {str(i): n for i, n in enumerate(labels)} if labels else {"0": "score"}
-    problem = "regression" if labels is None else "single_label_classification"
+def init_label(init: str) -> str:
+    """A short name for a starting point (report columns, file names)."""
+    if init in {"pretrained", "scratch"}:
+        return init
+    if init.startswith("package:"):
+        return init.split(":", 1)[1]
+    return Path(init).expanduser().resolve().name
+
+
+def starting_point(init: str, pretrained_dir: str | Path | None, tokenizer_dir: str | Path):
+    """(checkpoint directory or None for scratch, its tokenizer, tokenizer directory)."""
     if init == "scratch":
-        if scratch_config is None:
+        return None, load_tokenizer(tokenizer_dir), Path(tokenizer_dir)
+    folder = Path(pretrained_dir) if init == "pretrained" else resolve_dir(init)
+    if init == "pretrained" and pretrained_dir is None:
+        raise ValueError("init 'pretrained' needs the pretrain stage's model directory (--pretrained)")
+    return folder, load_existing(str(folder)), folder
+
+
+def build_task_model(spec: TaskSpec, checkpoint: Path | None, scratch: BertConfig | None):
+    cls = HEADS[spec.kind]
+    extra = {"id2label": {str(i): n for i, n in enumerate(spec.labels)} if spec.labels
+             else {str(i): n for i, n in enumerate(["start", "end"] if spec.kind == "qa" else ["score"])}}
+    if spec.kind in {"classification", "regression"}:
+        extra["problem_type"] = ("regression" if spec.kind == "regression" else "single_label_classification")
+    if checkpoint is None:
+        if scratch is None:
             raise ValueError("init 'scratch' needs a model config (the model section of params.yaml)")
-        cfg = BertConfig(**{**scratch_config.__dict__, "id2label": id2label, "problem_type": problem})
-        return BertForSequenceClassification(cfg)
-    return BertForSequenceClassification.from_pretrained(resolve_dir(init), id2label=id2label,
-                                                         problem_type=problem)
+        return cls(BertConfig(**{**scratch.__dict__, **extra}))
+    return cls.from_pretrained(checkpoint, **extra)
 
 
-def finetune_glue(task: str, init: str, tokenizer_dir: str | Path, *, seed: int, learning_rate: float,
-                  batch_size: int, epochs: int, max_length: int, warmup_fraction: float,
-                  work_dir: str | Path, max_train_examples: int | None = None,
-                  scratch_config: BertConfig | None = None, precision: str = "bf16-mixed") -> dict:
-    """Train, keep the best dev epoch, return its dev metrics and predictions."""
+def make_evaluator(spec: TaskSpec, dm: TaskDataModule, hp: FinetuneHParams):
+    if spec.kind == "qa":
+        feats, rows, offsets = dm.evaluator_inputs
+        return SquadEvaluator(feats, rows, offsets, n_best=hp.n_best, max_answer_length=hp.max_answer_length,
+                              unanswerable=spec.unanswerable)
+    if spec.kind == "token_classification":
+        return TokenEvaluator(spec.metrics, spec.labels)
+    return SequenceEvaluator(spec.metrics, spec.num_labels)
+
+
+def resolve_precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed"
+
+
+def _dev_predictions(spec: TaskSpec, module: FinetuningModule, dm: TaskDataModule, trainer) -> list | dict:
+    if spec.kind == "qa":
+        return module.evaluator.last_predictions
+    out = trainer.predict(module, dataloaders=dm.loader(dm.dev_rows))
+    preds = []
+    for batch_logits, rows in zip(out, _batched(dm.dev_rows, dm.hp.batch_size)):
+        if spec.kind == "token_classification":
+            for logits, row in zip(batch_logits, rows):
+                keep = [i for i, t in enumerate(row["tags"]) if t != -100]
+                preds.append([spec.labels[int(logits[i].argmax())] for i in keep])
+        elif spec.kind == "regression":
+            preds += batch_logits.squeeze(-1).float().tolist()
+        else:
+            preds += [spec.labels[i] for i in batch_logits.argmax(-1).tolist()]
+    return preds
+
+
+def _batched(rows: list, size: int):
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
+
+
+def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, work_dir: str | Path, *,
+                  pretrained_dir: str | Path | None = None, tokenizer_dir: str | Path = "models/tokenizer",
+                  scratch: BertConfig | None = None, precision: str = "auto", accelerator: str = "auto",
+                  logger=None, save_model_to: str | Path | None = None) -> dict:
+    """Train one (task, init, seed); return the best epoch's dev metrics and predictions."""
+    work_dir = Path(work_dir)
     L.seed_everything(seed, workers=True, verbose=False)
-    dm = GlueDataModule(task, tokenizer_dir, max_length, batch_size, seed, max_train_examples)
+    checkpoint, tok, tok_dir = starting_point(init, pretrained_dir, tokenizer_dir)
+    dm = TaskDataModule(spec, tok, hp, seed)
     dm.setup()
-    steps = math.ceil(len(dm.train_rows) / batch_size) * epochs
-    model = build_classifier(init, task, scratch_config)
-    module = SequenceClassificationModule(model, task=task, learning_rate=learning_rate,
-                                          warmup_steps=int(warmup_fraction * steps), max_steps=steps)
-    key = f"val/{selection_metric(task)}"
-    best = ModelCheckpoint(dirpath=Path(work_dir) / "ckpt", monitor=key, mode="max", save_top_k=1,
-                           filename="best")
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu" if not torch.cuda.is_available() else "auto",
-                        devices=1, precision=precision, logger=False, callbacks=[best],
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    model = build_task_model(spec, checkpoint, scratch)
+    if model.config.vocab_size < tok.get_vocab_size():
+        raise ValueError(f"{checkpoint}: model vocabulary {model.config.vocab_size} < tokenizer's "
+                         f"{tok.get_vocab_size()}; the tokenizer does not belong to this checkpoint")
+    steps = math.ceil(len(dm.train_rows) / hp.batch_size) * hp.epochs
+    module = FinetuningModule(model, make_evaluator(spec, dm, hp), learning_rate=hp.learning_rate,
+                              weight_decay=hp.weight_decay, warmup_steps=int(hp.warmup_fraction * steps),
+                              max_steps=steps)
+    key = f"val/{spec.selection_metric}"
+    best = ModelCheckpoint(dirpath=work_dir / "ckpt", monitor=key, mode="max", save_top_k=1,
+                           filename="best", save_weights_only=True, enable_version_counter=False)
+    trainer = L.Trainer(max_epochs=hp.epochs, accelerator=accelerator, devices=1,
+                        precision=resolve_precision(precision), logger=logger or False, callbacks=[best],
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        log_every_n_steps=10, default_root_dir=str(work_dir))
     trainer.fit(module, datamodule=dm)
-    best_module = SequenceClassificationModule.load_from_checkpoint(best.best_model_path, model=model,
-                                                                    weights_only=False)
-    metrics = {k: float(v) for k, v in trainer.validate(best_module, datamodule=dm, verbose=False)[0].items()}
-    preds = torch.cat(trainer.predict(best_module, datamodule=dm)).tolist()
-    (Path(work_dir) / "dev_predictions.json").write_text(json.dumps(preds))
-    return {"task": task, "seed": seed, "init": init, "train_examples": len(dm.train_rows),
-            "steps": steps, "best_checkpoint": best.best_model_path, **metrics}
+    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    metrics = {k.removeprefix("val/"): float(v)
+               for k, v in trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)[0].items()
+               if k != "val/loss"}
+    predictions = {"dev": _dev_predictions(spec, module, dm, trainer)}
+    for split in spec.extra_dev:
+        try:
+            rows = dm._encode(dm.load_dev(split), train=False)
+        except DatasetUnavailable as e:
+            log.warning("%s: %s not scored: %s", spec.name, split, e)
+            continue
+        scores = trainer.validate(module, dataloaders=dm.loader(rows), verbose=False)[0]
+        metrics.update({f"{split}_{k.removeprefix('val/')}": float(v) for k, v in scores.items()
+                        if k != "val/loss"})
+    if save_model_to is not None:
+        with atomic_dir(save_model_to) as tmp:
+            model.save_pretrained(tmp)
+            copy_tokenizer_files(tok_dir, tmp)
+    shutil.rmtree(work_dir / "ckpt", ignore_errors=True)
+    return {"task": spec.name, "init": init, "seed": seed, "metrics": metrics, "steps": steps,
+            "train_examples": len(dm.train_rows), "dev_examples": len(dm.dev_data),
+            "skipped_rows": dm.skipped, "predictions": predictions}
+
+
+# ------------------------------------------------------------------------------ one task
+
+
+def _identity(path: Path | None) -> str:
+    """Cheap content identity of a checkpoint/tokenizer directory (sizes + weights hash)."""
+    if path is None:
+        return "none"
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).iterdir() if p.is_file()):
+        h.update(f.name.encode())
+        data = f.read_bytes()
+        h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()[:16]
+
+
+def _code_identity() -> str:
+    """Hash of the package's source: a cached run is reused only by the same code."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    names = sorted({k for r in runs for k in r["metrics"]})
+    out = {}
+    for name in names:
+        values = [r["metrics"][name] for r in runs if name in r["metrics"]]
+        out[name] = {"median": statistics.median(values), "min": min(values), "max": max(values),
+                     "std": statistics.pstdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return out
+
+
+def run_task(task: str, cfg: FinetuneConfig, model_cfg: ModelConfig, tracking_cfg: TrackingConfig, *,
+             pretrained_dir: str | Path | None, tokenizer_dir: str | Path, out_dir: str | Path,
+             work_dir: str | Path) -> dict:
+    """Every init x seed of ``task``; writes ``out_dir`` (predictions/, model/) and returns the summary."""
+    spec = resolve_task(task, cfg)
+    hp = cfg.task_hparams_for(task)
+    work_dir = Path(work_dir)
+    summary = {"task": task, "kind": spec.kind, "origin": spec.origin, "metrics": list(spec.metrics),
+               "selection_metric": spec.selection_metric, "hparams": hp.model_dump(mode="json"),
+               "seeds": list(cfg.seeds)}
+    try:
+        spec.load("train")
+    except DatasetUnavailable as e:
+        log.warning("finetune %s: skipped: %s", task, e)
+        with atomic_dir(out_dir) as tmp:
+            (tmp / "SKIPPED").write_text(f"{e}\n")
+        return {**summary, "skipped": str(e)}
+
+    vocab = load_tokenizer(tokenizer_dir).get_vocab_size()
+    scratch = BertConfig.from_size(model_cfg.size, vocab, hidden_dropout_prob=model_cfg.hidden_dropout_prob,
+                                   attention_probs_dropout_prob=model_cfg.attention_probs_dropout_prob,
+                                   max_position_embeddings=model_cfg.max_position_embeddings)
+    parent = tracking.pipeline_run(tracking_cfg.experiment, pretrained_dir)
+    results, best_by_init = {}, {}
+    for init in cfg.inits:
+        label = init_label(init)
+        checkpoint = None if init == "scratch" else (pretrained_dir if init == "pretrained" else resolve_dir(init))
+        fp = hashlib.sha256(json.dumps([task, init, hp.model_dump(mode="json"), cfg.squad_exclude_ambiguous,
+                                        model_cfg.model_dump(mode="json") if init == "scratch" else None,
+                                        _identity(Path(checkpoint) if checkpoint else None),
+                                        _identity(Path(tokenizer_dir)), _code_identity()]).encode()).hexdigest()[:16]
+        runs = []
+        for seed in cfg.seeds:
+            run_dir = work_dir / label / f"seed{seed}"
+            cached = run_dir / "result.json"
+            if cached.exists() and json.loads(cached.read_text()).get("fingerprint") == fp:
+                log.info("finetune %s/%s/seed%d: done before, reusing %s", task, label, seed, cached)
+                result = json.loads(cached.read_text())
+            else:
+                logger = tracking.make_logger(tracking_cfg.experiment, f"{task}/{label}/seed{seed}",
+                                              tags={**tracking.run_tags("finetune"), "mlflow.parentRunId": parent,
+                                                    "bertpipe.task": task, "bertpipe.init": label})
+                logger.log_hyperparams({"task": task, "init": init, "seed": seed, **hp.model_dump(mode="json")})
+                result = finetune_once(spec, init, hp, seed, run_dir, pretrained_dir=pretrained_dir,
+                                       tokenizer_dir=tokenizer_dir, scratch=scratch, precision=cfg.precision,
+                                       accelerator=cfg.accelerator, logger=logger,
+                                       save_model_to=run_dir / "model")
+                result["fingerprint"] = fp
+                tracking.log_metrics(logger, {f"dev/{k}": v for k, v in result["metrics"].items()})
+                tracking.log_dict(logger, result["predictions"], "dev_predictions.json")
+                tracking.set_terminated(logger)
+                write_json(cached, result)
+            log.info("finetune %s/%s/seed%d: %s", task, label, seed,
+                     {k: round(v, 2) for k, v in result["metrics"].items()})
+            runs.append(result)
+            # Keep only the best model of this init on disk (one per init, not one per seed).
+            score = lambda r: r["metrics"][spec.selection_metric]  # noqa: E731
+            best_run = max(runs, key=score)
+            for r in runs:
+                if r is not best_run:
+                    shutil.rmtree(work_dir / label / f"seed{r['seed']}" / "model", ignore_errors=True)
+        best_by_init[label] = best_run
+        results[label] = {
+            "init": init, "runs": [{k: r[k] for k in ("seed", "metrics", "steps", "train_examples",
+                                                       "dev_examples", "skipped_rows")} for r in runs],
+            "summary": _aggregate(runs), "best_seed": best_run["seed"]}
+
+    with atomic_dir(out_dir) as tmp:
+        for label, init_results in results.items():
+            for r in init_results["runs"]:
+                src = work_dir / label / f"seed{r['seed']}" / "result.json"
+                write_json(tmp / "predictions" / label / f"seed{r['seed']}.json",
+                           json.loads(src.read_text())["predictions"])
+        first = init_label(cfg.inits[0])
+        model_src = work_dir / first / f"seed{best_by_init[first]['seed']}" / "model"
+        if model_src.exists():
+            shutil.copytree(model_src, tmp / "model")
+    return {**summary, "results": results, "exported_model": {"init": init_label(cfg.inits[0]),
+                                                              "seed": best_by_init[init_label(cfg.inits[0])]["seed"]}}

@@ -14,7 +14,6 @@ import torchmetrics
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from bertpipe.optim import lightning_optimizers
-from bertpipe.tasks.metrics import make_metrics
 
 
 class _SharedStep(L.LightningModule):
@@ -95,38 +94,40 @@ class PretrainingModule(_SharedStep):
                 torch.cuda.set_rng_state_all(states["cuda"])
 
 
-class SequenceClassificationModule(_SharedStep):
-    """Fine-tuning of an injected ``BertForSequenceClassification`` on one GLUE-style task."""
+class FinetuningModule(_SharedStep):
+    """Fine-tuning of an injected task model (sequence classification/regression, token
+    classification or span QA) with an injected dev-set evaluator (``tasks.metrics``)."""
 
-    def __init__(self, model: torch.nn.Module, *, task: str, learning_rate: float = 2e-5,
+    TARGETS = ("labels", "start_positions", "end_positions")
+
+    def __init__(self, model: torch.nn.Module, evaluator, *, learning_rate: float = 2e-5,
                  weight_decay: float = 0.01, warmup_steps: int = 0, max_steps: int = 1000):
         super().__init__()
-        self.model = model
-        self.save_hyperparameters(ignore=["model"])
-        self.regression = model.config.num_labels == 1
-        self.val_metrics = make_metrics(task, model.config.num_labels).clone(prefix="val/")
+        self.model, self.evaluator = model, evaluator
+        self.save_hyperparameters(ignore=["model", "evaluator"])
 
     def forward(self, batch: dict):
-        return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                          labels=batch.get("labels"))
-
-    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.squeeze(-1).float() if self.regression else logits.argmax(-1)
+        targets = {k: batch[k] for k in self.TARGETS if k in batch}
+        return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], **targets)
 
     def _step(self, batch: dict, stage: str):
         out = self(batch)
         n = batch["input_ids"].shape[0]
-        self.log(f"{stage}/loss", out.loss, prog_bar=stage == "train", batch_size=n)
+        if out.loss is not None:
+            self.log(f"{stage}/loss", out.loss, prog_bar=stage == "train", batch_size=n)
         if stage == "val":
-            self.val_metrics.update(self.predictions(out.logits), batch["labels"])
+            self.evaluator.update(batch, out.logits)
         return out.loss
 
-    def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=True)
-        self.val_metrics.reset()
-
     def predict_step(self, batch: dict, batch_idx: int):
-        return self.predictions(self(batch).logits)
+        return self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]).logits
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluator.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.evaluator.compute()
+        self.log_dict({f"val/{k}": float(v) for k, v in scores.items()}, prog_bar=True)
 
     def configure_optimizers(self):
         h = self.hparams

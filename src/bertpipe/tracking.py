@@ -7,6 +7,7 @@ logger, run tags (git commit, DVC output hashes) and artifact logging.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -78,3 +79,58 @@ def log_metrics(logger, metrics: dict[str, float], step: int | None = None) -> N
 
 def set_terminated(logger, status: str = "FINISHED") -> None:
     logger.experiment.set_terminated(logger.run_id, status)
+
+
+def _client():
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient()
+
+
+def _experiment_id(client, experiment: str) -> str:
+    exp = client.get_experiment_by_name(experiment)
+    return exp.experiment_id if exp else client.create_experiment(experiment)
+
+
+def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
+    """The parent run of this pipeline run: fine-tuning and evaluation runs nest under it.
+
+    ``BERTPIPE_PIPELINE_RUN_ID`` (set by the Prefect flow) names it; otherwise the run
+    is found or created by a key: the pretrained model's weights and the params file,
+    so every stage process of one ``dvc repro`` finds the same parent.
+    """
+    run_id = os.environ.get("BERTPIPE_PIPELINE_RUN_ID")
+    client = _client()
+    if run_id:
+        return run_id
+    h = hashlib.sha256()
+    weights = Path(pretrained_dir or "") / "model.safetensors"
+    h.update(weights.read_bytes() if weights.is_file() else b"none")
+    h.update(Path("params.yaml").read_bytes() if Path("params.yaml").exists() else b"")
+    key = h.hexdigest()[:16]
+    exp_id = _experiment_id(client, experiment)
+    found = client.search_runs([exp_id], f"tags.`bertpipe.pipeline_key` = '{key}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(exp_id, run_name="pipeline",
+                            tags={**run_tags("pipeline"), "bertpipe.pipeline_key": key})
+    return run.info.run_id
+
+
+def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, artifacts: dict[str, str | Path] = (),
+               tags: dict[str, str] | None = None, finish: bool = False) -> None:
+    """Metrics, files/folders (artifact path -> local path) and tags on an existing run; ``finish`` ends it."""
+    client = _client()
+    for k, v in (metrics or {}).items():
+        client.log_metric(run_id, k, float(v))
+    for artifact_path, local in dict(artifacts).items():
+        local = Path(local)
+        if local.is_dir():
+            client.log_artifacts(run_id, str(local), artifact_path)
+        elif local.exists():
+            client.log_artifact(run_id, str(local), artifact_path or None)
+    for k, v in (tags or {}).items():
+        client.set_tag(run_id, k, v)
+    if finish:
+        client.set_terminated(run_id, "FINISHED")

@@ -1,0 +1,39 @@
+"""Stage ``evaluate``: fine-tuning summaries + pretraining metrics -> report.md, metrics.json, PNG plots, MLflow."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bertpipe import tracking
+from bertpipe.config import load_params
+from bertpipe.report import build_report
+from bertpipe.stages import parse_args
+
+log = logging.getLogger("bertpipe.stages.evaluate")
+
+
+def main() -> None:
+    args = parse_args(
+        __doc__,
+        ("finetune", "folder of the finetune stages' metrics JSON (one per task)"),
+        ("pretrain_metrics", "pretrain stage metrics JSON"),
+        ("curves", "pretrain stage curves folder"),
+        ("pretrained", "pretrain stage output (identifies the MLflow pipeline run)"),
+        ("out", "report folder (report.md, metrics.json, plots/)"),
+    )
+    params = load_params(args.params)
+    files = [Path(args.finetune) / f"{task}.json" for task in params.finetune.tasks]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise SystemExit(f"evaluate: no fine-tuning results {missing}; run the finetune stages first (dvc repro)")
+    metrics = build_report(files, Path(args.pretrain_metrics), Path(args.curves), params.model.size, args.out)
+    parent = tracking.pipeline_run(params.tracking.experiment, args.pretrained)
+    tracking.log_to_run(parent, metrics={f"glue_average/{k}": v for k, v in metrics["glue_average"].items()},
+                        artifacts={"report": args.out}, finish=True)
+    log.info("evaluate: report in %s; GLUE average %s; skipped %s", args.out, metrics["glue_average"],
+             sorted(metrics["skipped"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""What a fine-tuning task is, whichever place it comes from.
+
+Owns ``TaskSpec`` and ``resolve_task``: GLUE tasks, SQuAD v1.1/v2.0 and user tasks
+from ``params.yaml`` become one description (kind, label set, metrics, a loader
+per split), and every loader returns a ``datasets.Dataset`` in one internal schema:
+
+- classification / regression: ``text_a``, ``text_b`` (pairs only), ``label``
+  (class index, or float score);
+- token_classification: ``tokens`` (words), ``tags`` (tag indices);
+- qa: the SQuAD schema ``id, title, context, question, answers{text, answer_start}``.
+
+A split that is not available (a GLUE task with dev data only in the mirror)
+raises ``catalog.DatasetUnavailable``, which the stage turns into a skip note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import functools
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from bertpipe.config import GLUE_TASKS, SQUAD_TASKS, FinetuneConfig
+
+Kind = Literal["classification", "regression", "token_classification", "qa"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: Kind
+    labels: tuple[str, ...] | None
+    """Class or tag names in index order; None for regression and QA."""
+    metrics: tuple[str, ...]
+    """Reported metric names (see ``tasks.metrics``); the first is the one that picks the best epoch."""
+    load: Callable[[str], object]
+    """split ('train' or 'dev') -> datasets.Dataset in the internal schema."""
+    pair: bool = False
+    """Sentence-pair task (text_b present)."""
+    unanswerable: bool = False
+    """QA with unanswerable questions (SQuAD v2.0): a no-answer score and threshold."""
+    origin: str = ""
+    """Where the data comes from, for the report."""
+    extra_dev: tuple[str, ...] = ()
+    """Further dev splits scored with the best model, metrics prefixed by the split (MNLI mismatched)."""
+
+    @property
+    def selection_metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def num_labels(self) -> int:
+        if self.kind == "regression":
+            return 1
+        if self.kind == "qa":
+            return 2
+        return len(self.labels)
+
+
+def _glue(name: str) -> TaskSpec:
+    from bertpipe.tasks import glue
+    from bertpipe.tasks.metrics import GLUE_METRICS
+
+    task = glue.get_task(name)
+
+    def load(split: str):
+        ds = glue.load_split(name, "dev_matched" if name == "mnli" and split == "dev" else split)
+        cols = {task.text_a: "text_a", **({task.text_b: "text_b"} if task.text_b else {})}
+        return ds.select_columns([*cols, "label"]).rename_columns(cols)
+
+    names, selection = GLUE_METRICS[name]
+    ordered = (selection, *[n for n in names if n != selection])
+    kind = "regression" if task.labels is None else "classification"
+    return TaskSpec(name, kind, task.labels, ordered, load, pair=task.text_b is not None,
+                    origin=f"GLUE {name}", extra_dev=("dev_mismatched",) if name == "mnli" else ())
+
+
+def _squad(name: str, cfg: FinetuneConfig) -> TaskSpec:
+    from bertpipe.tasks import squad
+
+    v2 = name == "squad_v2"
+
+    def load(split: str):
+        return squad.load_split(name, split, exclude_ambiguous=cfg.squad_exclude_ambiguous and split == "train")
+
+    metrics = ("best_f1", "best_exact", "f1", "exact_match", "HasAns_f1", "NoAns_f1") if v2 else ("f1", "exact_match")
+    return TaskSpec(name, "qa", None, metrics, load, pair=True, unanswerable=v2,
+                    origin="SQuAD v2.0" if v2 else "SQuAD v1.1")
+
+
+def _user(name: str, cfg: FinetuneConfig) -> TaskSpec:
+    from bertpipe.tasks import user
+
+    ucfg = cfg.user_tasks[name]
+    labels = ucfg.labels if ucfg.labels is not None else user.infer_labels(name, ucfg)
+    metrics = user.metrics_for(ucfg, labels)
+
+    def load(split: str):
+        return user.load_split(name, ucfg, split, labels)
+
+    return TaskSpec(name, ucfg.kind, None if ucfg.kind == "regression" else labels, metrics, load,
+                    pair=ucfg.text_b is not None, origin=f"user task ({ucfg.train})")
+
+
+def resolve_task(name: str, cfg: FinetuneConfig) -> TaskSpec:
+    """The spec of ``name``: a GLUE task, squad, squad_v2, or a ``finetune.user_tasks`` entry.
+
+    Its loader reads each split once per process (every init and seed reuse it).
+    """
+    if name in cfg.user_tasks:
+        spec = _user(name, cfg)
+    elif name in GLUE_TASKS:
+        spec = _glue(name)
+    elif name in SQUAD_TASKS:
+        spec = _squad(name, cfg)
+    else:
+        spec = None
+    if spec is not None:
+        return replace(spec, load=functools.lru_cache(maxsize=None)(spec.load))
+    known = ", ".join([*GLUE_TASKS, *SQUAD_TASKS, *cfg.user_tasks])
+    raise KeyError(f"unknown task {name!r}; known: {known}; define your own under finetune.user_tasks "
+                   "in params.yaml")
