@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 def sh(args, cwd, check=True, **kw):
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own mlflow.db
     out = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True, **kw)
     if check and out.returncode:
         raise AssertionError(f"{args} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
@@ -53,6 +54,7 @@ def test_repro_tiny_then_noop_then_selective(project):
     stats = json.loads((project / "metrics/pretrain_data_stats.json").read_text())
     assert stats["train"]["instances"] > 1000
     assert (project / "models/tokenizer/tokenizer.json").exists()
+    _check_finetune_and_report(project, out.stdout)
 
     start = time.monotonic()
     out = sh([sys.executable, "-m", "dvc", "repro"], project)
@@ -62,11 +64,58 @@ def test_repro_tiny_then_noop_then_selective(project):
 
     sh(["git", "add", "-A"], project)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], project)
-    out = sh([sys.executable, "-m", "dvc", "exp", "run", "-S", "tokenizer.vocab_size=1500"], project)
+    out = sh([sys.executable, "-m", "dvc", "exp", "run", "-S", "tokenizer.vocab_size=1500", "pretrain_data"],
+             project)
     assert "Stage 'corpus' didn't change, skipping" in out.stdout
     assert "Running stage 'tokenizer'" in out.stdout and "Running stage 'pretrain_data'" in out.stdout
     tok = json.loads((project / "metrics/tokenizer_stats.json").read_text())
     assert tok["vocab_size"] == 1500
+
+
+RAN = ("cola", "sst2", "mrpc", "stsb", "rte", "wnli", "squad")  # train + dev in the mirror
+SKIPPED = ("qqp", "mnli", "qnli", "squad_v2")  # no training data in the mirror
+
+
+def _check_finetune_and_report(project, stdout):
+    """Every task with training data in the mirror ran from both inits; the rest are skipped notes."""
+    for task in RAN + SKIPPED:
+        assert f"Running stage 'finetune@{task}'" in stdout
+    assert "Running stage 'evaluate'" in stdout
+    for task in RAN:
+        summary = json.loads((project / f"metrics/finetune/{task}.json").read_text())
+        for init in ("pretrained", "scratch"):
+            runs = summary["results"][init]["runs"]
+            assert [r["seed"] for r in runs] == [1, 2]
+            stats = summary["results"][init]["summary"][summary["selection_metric"]]
+            assert stats["min"] <= stats["median"] <= stats["max"]
+        assert (project / f"results/finetune/{task}/model/model.safetensors").exists()
+        assert (project / f"results/finetune/{task}/predictions/scratch/seed2.json").exists()
+    for task in SKIPPED:
+        assert "is not in the mirror" in json.loads((project / f"metrics/finetune/{task}.json").read_text())["skipped"]
+    report = (project / "reports/report.md").read_text()
+    for task in RAN:
+        assert f"| {task} |" in report
+    assert "## Skipped tasks" in report and "**mnli**" in report and "GLUE average" in report
+    assert "BERT-Tiny (L2/H128)" in report and "Turc et al. (2019)" in report
+    assert {p.name for p in (project / "reports/plots").iterdir()} == {"finetune_scores.png", "pretrain_curves.png"}
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert set(metrics["tasks"]) == set(RAN) and set(metrics["skipped"]) == set(SKIPPED)
+    # DVC sees the declared metrics (what `dvc metrics diff` compares).
+    shown = json.loads(sh([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert "reports/metrics.json" in files and "metrics/finetune/cola.json" in files
+    # MLflow: one pipeline run with the report, a nested run per task, init and seed.
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bertpipe")
+    parent = client.search_runs([exp.experiment_id], "tags.`bertpipe.stage` = 'pipeline'")
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert "report" in {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+    nested = client.search_runs([exp.experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'", max_results=200)
+    assert len(nested) == len(RAN) * 2 * 2
+    assert all(r.data.metrics for r in nested)
 
 
 def test_bad_params_fail_the_stage_with_the_message(project):

@@ -76,23 +76,31 @@ def test_gold_answers_score_100_on_real_dev():
 def test_glue_metrics_match_scipy_and_sklearn_definitions():
     import numpy as np
     import scipy.stats
+    import sklearn.metrics
     import torch
 
-    from bertpipe.tasks.metrics import make_metrics, selection_metric
+    from bertpipe.tasks.metrics import GLUE_METRICS, SequenceEvaluator, selection_metric
+
+    def score(task, preds, targets, num_labels=2):
+        ev = SequenceEvaluator(GLUE_METRICS[task][0], num_labels)
+        logits = (torch.nn.functional.one_hot(torch.tensor(preds), 2).float() if num_labels == 2
+                  else torch.tensor(preds, dtype=torch.float32)[:, None])
+        ev.update({"labels": torch.tensor(targets)}, logits)
+        return ev.compute()
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
     p = np.where(rng.random(300) < 0.8, y, 1 - y)
-    m = make_metrics("cola", 2)(torch.tensor(p), torch.tensor(y))
-    tp, tn = ((p == 1) & (y == 1)).sum(), ((p == 0) & (y == 0)).sum()
-    fp, fn = ((p == 1) & (y == 0)).sum(), ((p == 0) & (y == 1)).sum()
-    mcc = (tp * tn - fp * fn) / np.sqrt(float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
-    assert float(m["mcc"]) == pytest.approx(mcc, abs=1e-6)
-    m = make_metrics("mrpc", 2)(torch.tensor(p), torch.tensor(y))
-    assert float(m["f1"]) == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
-    assert float(m["acc"]) == pytest.approx((p == y).mean(), abs=1e-6)
+    assert score("cola", p, y)["mcc"] == pytest.approx(100 * sklearn.metrics.matthews_corrcoef(y, p), abs=1e-4)
+    # A constant predictor learned nothing: 0, as GLUE and scikit-learn score it (torchmetrics
+    # alone gives 11.1 here).
+    assert score("cola", np.ones(64, int), np.r_[np.ones(45, int), np.zeros(19, int)])["mcc"] == 0.0
+    m = score("mrpc", p, y)
+    assert m["f1"] == pytest.approx(100 * sklearn.metrics.f1_score(y, p), abs=1e-4)
+    assert m["acc"] == pytest.approx(100 * (p == y).mean(), abs=1e-4)
     s, t = rng.random(200), rng.random(200)
-    m = make_metrics("stsb", 1)(torch.tensor(s, dtype=torch.float32), torch.tensor(t, dtype=torch.float32))
-    assert float(m["pearson"]) == pytest.approx(scipy.stats.pearsonr(s, t)[0], abs=1e-5)
-    assert float(m["spearman"]) == pytest.approx(scipy.stats.spearmanr(s, t)[0], abs=1e-5)
+    m = score("stsb", s, t.astype(np.float32), num_labels=1)
+    assert m["pearson"] == pytest.approx(100 * scipy.stats.pearsonr(s, t)[0], abs=1e-3)
+    assert m["spearman"] == pytest.approx(100 * scipy.stats.spearmanr(s, t)[0], abs=1e-3)
+    assert score("stsb", np.zeros(50), t[:50].astype(np.float32), num_labels=1)["pearson"] == 0.0
     assert selection_metric("mrpc") == "f1" and selection_metric("stsb") == "pearson"

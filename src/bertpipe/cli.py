@@ -96,29 +96,30 @@ def cmd_fill_mask(a: argparse.Namespace) -> int:
 
 
 def cmd_finetune(a: argparse.Namespace) -> int:
+    """The finetune stage's code path for one (task, init, seed); hyperparameters from params.yaml."""
     import json
     from pathlib import Path
 
     from bertpipe.config import load_params
-    from bertpipe.finetuning import finetune_glue
-    from bertpipe.model import BertConfig
-    from bertpipe.tokenizer import load_tokenizer, resolve_dir
+    from bertpipe.finetuning import finetune_once, scratch_config
+    from bertpipe.outputs import write_json
+    from bertpipe.tasks.spec import resolve_task
 
-    scratch = None
-    if a.init == "scratch":
-        m = load_params(a.params).model
-        tok_dir = Path(a.tokenizer or "models/tokenizer")
-        vocab = load_tokenizer(tok_dir).get_vocab_size()
-        scratch = BertConfig.from_size(m.size, vocab, hidden_dropout_prob=m.hidden_dropout_prob,
-                                       attention_probs_dropout_prob=m.attention_probs_dropout_prob)
-    else:
-        tok_dir = Path(a.tokenizer) if a.tokenizer else resolve_dir(a.init)
-    metrics = finetune_glue(a.task, a.init, tok_dir, seed=a.seed, learning_rate=a.lr,
-                            batch_size=a.batch_size, epochs=a.epochs, max_length=a.max_length,
-                            warmup_fraction=a.warmup_fraction, work_dir=a.out,
-                            max_train_examples=a.max_train_examples, scratch_config=scratch)
-    Path(a.out, "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in metrics.items() if k.startswith("val/")}, indent=2))
+    params = load_params(a.params)
+    spec = resolve_task(a.task, params.finetune)
+    changes = {k: getattr(a, k) for k in ("learning_rate", "batch_size", "epochs", "max_length",
+                                          "max_train_examples", "max_eval_examples")
+               if getattr(a, k) is not None}
+    hp = params.finetune.task_hparams_for(a.task).model_copy(update=changes)
+    init = "pretrained" if a.init == a.pretrained and a.init != "scratch" else a.init
+    result = finetune_once(spec, init, hp, a.seed, Path(a.out) / "work", pretrained_dir=a.pretrained,
+                           tokenizer_dir=a.tokenizer,
+                           scratch=scratch_config(params.model, a.tokenizer) if init == "scratch" else None,
+                           precision=params.finetune.precision, accelerator=params.finetune.accelerator,
+                           save_model_to=Path(a.out) / "model")
+    write_json(Path(a.out) / "dev_predictions.json", result.pop("predictions"))
+    write_json(Path(a.out) / "metrics.json", result)
+    print(json.dumps(result["metrics"], indent=2))
     return 0
 
 
@@ -175,23 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
     f.set_defaults(fn=cmd_fill_mask)
 
-    t = sub.add_parser("finetune", help="fine-tune one GLUE task from one starting point and seed",
-                       description="Fine-tune a GLUE task (data from BERTPIPE_DATA_MIRROR or the hub); "
-                                   "keeps the best epoch by the task's dev metric and writes its "
-                                   "dev predictions and metrics.json to --out.")
-    t.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli")
+    t = sub.add_parser("finetune", help="fine-tune one task from one starting point with one seed",
+                       description="Fine-tune one task (GLUE, squad, squad_v2 or a finetune.user_tasks entry) "
+                                   "with the finetune section's hyperparameters for it; keeps the best epoch "
+                                   "by the task's dev metric and writes metrics.json, dev_predictions.json "
+                                   "and model/ to --out. The finetune stage runs this for every init and seed.")
+    t.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
+                                                 "squad, squad_v2, or a user task name")
     t.add_argument("--init", default="models/pretrained",
                    help="model directory, package:NAME, or 'scratch' (model section of params.yaml)")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--lr", type=float, default=2e-5, help="peak learning rate")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--max-length", type=int, default=128)
-    t.add_argument("--warmup-fraction", type=float, default=0.1)
+    t.add_argument("--learning-rate", "--lr", type=float, help="override the peak learning rate")
+    t.add_argument("--batch-size", type=int, help="override the batch size")
+    t.add_argument("--epochs", type=int, help="override the number of epochs")
+    t.add_argument("--max-length", type=int, help="override the tokens per example")
     t.add_argument("--max-train-examples", type=int, help="a fixed subset of the training data")
-    t.add_argument("--tokenizer", help="tokenizer folder (default: the --init folder, or "
-                                       "models/tokenizer for scratch)")
-    t.add_argument("--params", default="params.yaml", help="params file (for --init scratch)")
+    t.add_argument("--max-eval-examples", type=int, help="score only the first N dev examples")
+    t.add_argument("--pretrained", default="models/pretrained", help="the pretrain stage's output")
+    t.add_argument("--tokenizer", default="models/tokenizer", help="tokenizer for --init scratch")
+    t.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     t.add_argument("--out", required=True, help="output folder")
     t.set_defaults(fn=cmd_finetune)
     return p

@@ -21,6 +21,7 @@ import logging
 import math
 import shutil
 import statistics
+import time
 from pathlib import Path
 
 import lightning as L
@@ -62,6 +63,14 @@ def starting_point(init: str, pretrained_dir: str | Path | None, tokenizer_dir: 
     if init == "pretrained" and pretrained_dir is None:
         raise ValueError("init 'pretrained' needs the pretrain stage's model directory (--pretrained)")
     return folder, load_existing(str(folder)), folder
+
+
+def scratch_config(model_cfg: ModelConfig, tokenizer_dir: str | Path) -> BertConfig:
+    """The ``model`` section's architecture with the pipeline tokenizer's vocabulary."""
+    vocab = load_tokenizer(tokenizer_dir).get_vocab_size()
+    return BertConfig.from_size(model_cfg.size, vocab, hidden_dropout_prob=model_cfg.hidden_dropout_prob,
+                                attention_probs_dropout_prob=model_cfg.attention_probs_dropout_prob,
+                                max_position_embeddings=model_cfg.max_position_embeddings)
 
 
 def build_task_model(spec: TaskSpec, checkpoint: Path | None, scratch: BertConfig | None):
@@ -142,7 +151,9 @@ def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, wor
                         precision=resolve_precision(precision), logger=logger or False, callbacks=[best],
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=10, default_root_dir=str(work_dir))
+    started = time.perf_counter()
     trainer.fit(module, datamodule=dm)
+    fit_seconds = time.perf_counter() - started
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     metrics = {k.removeprefix("val/"): float(v)
@@ -165,7 +176,8 @@ def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, wor
     shutil.rmtree(work_dir / "ckpt", ignore_errors=True)
     return {"task": spec.name, "init": init, "seed": seed, "metrics": metrics, "steps": steps,
             "train_examples": len(dm.train_rows), "dev_examples": len(dm.dev_data),
-            "skipped_rows": dm.skipped, "predictions": predictions}
+            "skipped_rows": dm.skipped, "fit_seconds": fit_seconds,
+            "fit_examples_per_s": len(dm.train_rows) * hp.epochs / fit_seconds, "predictions": predictions}
 
 
 # ------------------------------------------------------------------------------ one task
@@ -219,10 +231,7 @@ def run_task(task: str, cfg: FinetuneConfig, model_cfg: ModelConfig, tracking_cf
             (tmp / "SKIPPED").write_text(f"{e}\n")
         return {**summary, "skipped": str(e)}
 
-    vocab = load_tokenizer(tokenizer_dir).get_vocab_size()
-    scratch = BertConfig.from_size(model_cfg.size, vocab, hidden_dropout_prob=model_cfg.hidden_dropout_prob,
-                                   attention_probs_dropout_prob=model_cfg.attention_probs_dropout_prob,
-                                   max_position_embeddings=model_cfg.max_position_embeddings)
+    scratch = scratch_config(model_cfg, tokenizer_dir)
     parent = tracking.pipeline_run(tracking_cfg.experiment, pretrained_dir)
     results, best_by_init = {}, {}
     for init in cfg.inits:
