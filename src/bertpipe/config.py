@@ -289,10 +289,10 @@ class FinetuneHParams(_Section):
     """Share of the steps with linear warm-up."""
     weight_decay: float = Field(default=0.01, ge=0.0)
     """AdamW weight decay (2-D weights only)."""
-    max_train_examples: int | None = Field(default=None, ge=1)
-    """Train on a fixed subset of this many examples (same subset for every seed and init); null = all."""
-    max_eval_examples: int | None = Field(default=None, ge=1)
-    """Evaluate on the first this many dev examples; null = the whole dev set (the honest number)."""
+    max_train_examples: int | None = Field(default=1000, ge=1)
+    """Train on a fixed subset of this many examples (same subset for every seed and init); null = all (the base preset)."""
+    max_eval_examples: int | None = Field(default=1000, ge=1)
+    """Evaluate on the first this many dev examples; null = the whole dev set (the base preset)."""
     doc_stride: int = Field(default=128, ge=1)
     """SQuAD: tokens shared by consecutive windows of a long context."""
     max_answer_length: int = Field(default=30, ge=1)
@@ -305,16 +305,27 @@ class TaskHParams(_Section):
     """Per-task changes to ``finetune.hparams``; keys left out (or null) keep the shared value."""
 
     learning_rate: float | None = Field(default=None, gt=0.0)
+    """Overrides ``hparams.learning_rate`` for this task."""
     batch_size: int | None = Field(default=None, ge=1)
+    """Overrides ``hparams.batch_size`` for this task."""
     epochs: int | None = Field(default=None, ge=1)
+    """Overrides ``hparams.epochs`` for this task."""
     max_length: int | None = Field(default=None, ge=16, le=4096)
+    """Overrides ``hparams.max_length`` for this task."""
     warmup_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
+    """Overrides ``hparams.warmup_fraction`` for this task."""
     weight_decay: float | None = Field(default=None, ge=0.0)
+    """Overrides ``hparams.weight_decay`` for this task."""
     max_train_examples: int | None = Field(default=None, ge=1)
+    """Overrides ``hparams.max_train_examples`` for this task."""
     max_eval_examples: int | None = Field(default=None, ge=1)
+    """Overrides ``hparams.max_eval_examples`` for this task."""
     doc_stride: int | None = Field(default=None, ge=1)
+    """Overrides ``hparams.doc_stride`` for this task."""
     max_answer_length: int | None = Field(default=None, ge=1)
+    """Overrides ``hparams.max_answer_length`` for this task."""
     n_best: int | None = Field(default=None, ge=1)
+    """Overrides ``hparams.n_best`` for this task."""
 
 
 class UserTaskConfig(_Section):
@@ -357,12 +368,12 @@ class FinetuneConfig(_Section):
     """Shared hyperparameters."""
     task_hparams: dict[str, TaskHParams] = Field(
         default={
-            "squad": TaskHParams(max_length=384, epochs=2),
-            "squad_v2": TaskHParams(max_length=384, epochs=2),
+            "squad": TaskHParams(max_length=192, doc_stride=64, epochs=2, max_eval_examples=500),
+            "squad_v2": TaskHParams(max_length=192, doc_stride=64, epochs=2, max_eval_examples=500),
         },
         strict=False,
     )
-    """Per-task changes to ``hparams`` (SQuAD: 384-token windows as in the paper)."""
+    """Per-task changes to ``hparams`` (the base preset has the paper's SQuAD settings: 384-token windows, stride 128)."""
     user_tasks: dict[str, UserTaskConfig] = Field(default={}, strict=False)
     """Tasks from your own files; add the name to ``tasks`` to run it."""
     squad_exclude_ambiguous: bool = False
