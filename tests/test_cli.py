@@ -6,7 +6,7 @@ import pytest
 
 from bertpipe.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "preset", "params", "datasets", "show-data", "fill-mask", "finetune"]
+SUBCOMMANDS = ["run", "preset", "params", "datasets", "show-data", "fill-mask", "finetune", "plots"]
 
 
 def test_every_subcommand_is_documented():

@@ -104,6 +104,10 @@ def _check_finetune_and_report(project, stdout):
     shown = json.loads(sh([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout)
     files = next(iter(shown.values()))["data"]
     assert "reports/metrics.json" in files and "metrics/finetune/cola.json" in files
+    # Plots render offline (vl-convert), per revision for comparisons.
+    out = sh([sys.executable, "-m", "bertpipe.cli", "plots", "--out", "dvcplots"], project).stdout
+    assert "pretraining_loss.png" in out and (project / "dvcplots/index.html").exists()
+    assert (project / "dvcplots/pretraining_loss.png").read_bytes()[:4] == b"\x89PNG"
     # MLflow: one pipeline run with the report, a nested run per task, init and seed.
     import mlflow
 

@@ -123,6 +123,15 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plots(a: argparse.Namespace) -> int:
+    from bertpipe.plots import render
+
+    for path in render(a.out, a.revs):
+        print(path)
+    print(f"{a.out}/index.html")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bertpipe",
@@ -197,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     t.add_argument("--out", required=True, help="output folder")
     t.set_defaults(fn=cmd_finetune)
+
+    pl = sub.add_parser("plots", help="render the DVC plots to PNG + index.html, offline",
+                        description="Render `dvc plots show` (or `dvc plots diff REV...` to compare "
+                                    "experiments or commits) to PNG files and an index.html that need "
+                                    "no network.")
+    pl.add_argument("revs", nargs="*", help="git revisions / experiment names to compare (default: workspace)")
+    pl.add_argument("--out", default="reports/dvc_plots", help="output folder (default: reports/dvc_plots)")
+    pl.set_defaults(fn=cmd_plots)
     return p
 
 
