@@ -289,7 +289,7 @@ class FinetuneHParams(_Section):
     """Share of the steps with linear warm-up."""
     weight_decay: float = Field(default=0.01, ge=0.0)
     """AdamW weight decay (2-D weights only)."""
-    max_train_examples: int | None = Field(default=1000, ge=1)
+    max_train_examples: int | None = Field(default=500, ge=1)
     """Train on a fixed subset of this many examples (same subset for every seed and init); null = all (the base preset)."""
     max_eval_examples: int | None = Field(default=1000, ge=1)
     """Evaluate on the first this many dev examples; null = the whole dev set (the base preset)."""
@@ -368,8 +368,8 @@ class FinetuneConfig(_Section):
     """Shared hyperparameters."""
     task_hparams: dict[str, TaskHParams] = Field(
         default={
-            "squad": TaskHParams(max_length=192, doc_stride=64, epochs=2, max_eval_examples=500),
-            "squad_v2": TaskHParams(max_length=192, doc_stride=64, epochs=2, max_eval_examples=500),
+            "squad": TaskHParams(max_length=192, doc_stride=64, epochs=2, max_eval_examples=300),
+            "squad_v2": TaskHParams(max_length=192, doc_stride=64, epochs=2, max_eval_examples=300),
         },
         strict=False,
     )
