@@ -104,3 +104,9 @@ def test_glue_metrics_match_scipy_and_sklearn_definitions():
     assert m["spearman"] == pytest.approx(100 * scipy.stats.spearmanr(s, t)[0], abs=1e-3)
     assert score("stsb", np.zeros(50), t[:50].astype(np.float32), num_labels=1)["pearson"] == 0.0
     assert selection_metric("mrpc") == "f1" and selection_metric("stsb") == "pearson"
+
+
+def test_squad_train_can_drop_the_guessed_answer_positions():
+    full = squad.load_split("squad", "train")
+    exact = squad.load_split("squad", "train", exclude_ambiguous=True)
+    assert (len(full), len(exact)) == (87_599, 87_599 - 9_438)  # MANIFEST.md: 78,161 exact spans

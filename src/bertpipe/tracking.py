@@ -134,3 +134,51 @@ def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, artifact
         client.set_tag(run_id, k, v)
     if finish:
         client.set_terminated(run_id, "FINISHED")
+
+
+def start_pipeline_run(experiment: str, params: dict | None = None) -> str:
+    """A new parent run for one orchestrated pipeline run (the flow passes its id to the
+    stages as ``BERTPIPE_PIPELINE_RUN_ID``)."""
+    client = _client()
+    run = client.create_run(_experiment_id(client, experiment), run_name="pipeline",
+                            tags={**run_tags("pipeline"), "bertpipe.orchestrator": "prefect"})
+    for k, v in (params or {}).items():
+        client.log_param(run.info.run_id, k, v)
+    return run.info.run_id
+
+
+def run_url(run_id: str) -> str:
+    """A link to the run in the MLflow UI (the tracking server, or ``mlflow ui``'s default address)."""
+    client = _client()
+    exp_id = client.get_run(run_id).info.experiment_id
+    base = tracking_uri() if tracking_uri().startswith("http") else "http://127.0.0.1:5000"
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+
+
+def register_and_promote(run_id: str, model_dir: str | Path, name: str, metric: str, value: float,
+                         alias: str = "champion") -> dict:
+    """Register ``model_dir`` (logged to ``run_id``) as a new version of ``name``; move ``alias``
+    to it only if ``value`` beats the current holder's ``metric`` (higher is better).
+
+    Returns ``{"version", "promoted", "previous"}``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    artifact_path = f"registered/{name}"
+    client.log_artifacts(run_id, str(model_dir), artifact_path)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run_id}/{artifact_path}", run_id=run_id,
+                                          tags={metric: str(value), **dvc_hashes()})
+    try:
+        current = client.get_model_version_by_alias(name, alias)
+        previous = float(current.tags.get(metric, "-inf"))
+    except MlflowException:
+        current, previous = None, None
+    promoted = previous is None or value > previous
+    if promoted:
+        client.set_registered_model_alias(name, alias, version.version)
+    return {"version": int(version.version), "promoted": promoted, "previous": previous, "value": value}

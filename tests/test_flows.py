@@ -1,0 +1,98 @@
+"""Prefect tasks around DVC stages: skip unchanged, retry transient failures, fail fast otherwise.
+
+A toy DVC project (no ML) whose stage command fails the way a real stage would:
+once with an I/O error (retried, then the run completes), or with a bad-input
+error (no retry; the stage's own message surfaces).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+STAGE = textwrap.dedent("""
+    import pathlib, sys
+    mode, marker = sys.argv[1], pathlib.Path("attempts")
+    n = int(marker.read_text()) + 1 if marker.exists() else 1
+    marker.write_text(str(n))
+    if mode == "transient" and n == 1:
+        raise OSError("[Errno 5] Input/output error: reading shard-00003.txt")
+    if mode == "bad":
+        raise ValueError("data/in.csv:7: label 'meh' is not in the declared set")
+    pathlib.Path("out.txt").write_text(f"done after {n} attempt(s)\\n")
+""")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect")
+    os.environ.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                      PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    os.environ.pop("PREFECT_API_URL", None)
+    sys.path.insert(0, str(REPO))
+    yield
+
+
+def _project(tmp_path: Path, mode: str) -> Path:
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
+    (tmp_path / "stage.py").write_text(STAGE)
+    (tmp_path / "dvc.yaml").write_text(
+        f"stages:\n  work:\n    cmd: python stage.py {mode}\n    deps: [stage.py]\n    outs: [out.txt]\n")
+    os.environ["PATH"] = env["PATH"]
+    return tmp_path
+
+
+def test_transient_failure_is_retried_then_unchanged_stage_is_skipped(tmp_path):
+    from prefect import flow
+
+    from flows.tasks import run_stage
+
+    project = _project(tmp_path, "transient")
+
+    @flow
+    def once():
+        return run_stage("work", str(project))
+
+    assert once() == {"stage": "work", "ran": True}
+    assert (project / "attempts").read_text() == "2" and (project / "out.txt").exists()
+    assert once() == {"stage": "work", "ran": False}  # DVC: nothing changed
+    assert (project / "attempts").read_text() == "2"
+
+
+def test_deterministic_failure_fails_fast_with_the_stage_message(tmp_path):
+    from prefect import flow
+
+    from flows.tasks import StageFailed, run_stage_concurrently
+
+    project = _project(tmp_path, "bad")
+
+    @flow
+    def once():
+        return run_stage_concurrently("work", str(project))
+
+    start = time.monotonic()
+    with pytest.raises(StageFailed, match=r"(?s)deterministic.*data/in.csv:7: label 'meh'"):
+        once()
+    assert (project / "attempts").read_text() == "1"  # no retry
+    assert time.monotonic() - start < 60
+
+
+def test_failure_classification():
+    from flows.tasks import classify
+
+    assert classify(-9, "")  # killed: preemption, OOM killer
+    assert classify(1, "Traceback ...\nConnectionResetError: [Errno 104] reset by peer")
+    assert not classify(1, "Traceback ...\nbertpipe.config.ConfigError: params.yaml: corpus.x: unknown key")
+    assert not classify(1, "Traceback ...\nValueError: bad")
