@@ -96,3 +96,20 @@ def test_failure_classification():
     assert classify(1, "Traceback ...\nConnectionResetError: [Errno 104] reset by peer")
     assert not classify(1, "Traceback ...\nbertpipe.config.ConfigError: params.yaml: corpus.x: unknown key")
     assert not classify(1, "Traceback ...\nValueError: bad")
+
+
+def test_sweep_runs_a_grid_as_dvc_experiments_and_reports_the_best(tmp_path):
+    from flows.sweep import sweep
+
+    project = _project(tmp_path, "ok")
+    (project / "params.yaml").write_text("x: 1\n")
+    (project / "stage.py").write_text(
+        "import json, yaml\nx = yaml.safe_load(open('params.yaml'))['x']\n"
+        "json.dump({'score': {'neg_sq': -(x - 3) ** 2}}, open('metrics.json', 'w'))\n")
+    (project / "dvc.yaml").write_text("stages:\n  work:\n    cmd: python stage.py\n    deps: [stage.py]\n"
+                                      "    params: [x]\n    metrics: [{metrics.json: {cache: false}}]\n")
+    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "toy"]):
+        subprocess.run(cmd, cwd=project, check=True)
+    out = sweep({"x": [1, 3]}, "metrics.json:score.neg_sq", workdir=str(project))
+    assert out["overrides"] == ["x=3"] and sorted(out["scores"].values()) == [-4.0, 0.0]
+    assert (project / "params.yaml").read_text() == "x: 1\n"  # the workspace is untouched
