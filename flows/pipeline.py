@@ -23,7 +23,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 
-from flows.tasks import dvc_sync, run_stage, run_stage_concurrently, write_params
+from flows.tasks import changed_stages, dvc_sync, run_stage, run_stage_concurrently, write_params
 
 SEQUENTIAL = ("corpus", "tokenizer", "pretrain_data", "pretrain")
 
@@ -62,12 +62,18 @@ def pipeline(preset: str | None = None, overrides: list[str] | None = None, work
     run_id = tracking.start_pipeline_run(params.tracking.experiment,
                                          {"preset": params.preset, "overrides": ",".join(overrides or [])})
     env = {"BERTPIPE_PIPELINE_RUN_ID": run_id}
-    results = [run_stage(stage, workdir, env) for stage in SEQUENTIAL]
-    futures = [run_stage_concurrently.submit(f"finetune@{t}", workdir, env) for t in params.finetune.tasks]
-    wait(futures)
-    results += [f.result() for f in futures]
-    results.append(run_stage("evaluate", workdir, env))
-    promoted = promote(workdir, run_id)
+    stages = [*SEQUENTIAL, *(f"finetune@{t}" for t in params.finetune.tasks), "evaluate"]
+    if not changed_stages(workdir):
+        # Nothing changed anywhere: one `dvc status` instead of a `dvc repro` per stage.
+        results = [{"stage": s, "ran": False} for s in stages]
+    else:
+        results = [run_stage(stage, workdir, env) for stage in SEQUENTIAL]
+        futures = [run_stage_concurrently.submit(f"finetune@{t}", workdir, env) for t in params.finetune.tasks]
+        wait(futures)
+        results += [f.result() for f in futures]
+        results.append(run_stage("evaluate", workdir, env))
+    # Unchanged outputs are the models registered last time: no new versions for them.
+    promoted = promote(workdir, run_id) if any(r["ran"] for r in results) else []
     pushed = dvc_sync("push", workdir)
 
     report = json.loads((Path(workdir) / "reports/metrics.json").read_text())
@@ -90,9 +96,13 @@ def main() -> None:
     p.add_argument("--preset", choices=["tiny", "demo", "base", "large"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--workdir", default=os.getcwd())
+    p.add_argument("--result", help="also write the flow's result (stages run/skipped, MLflow run, "
+                                    "registered models) to this JSON file")
     a = p.parse_args()
     out = pipeline(a.preset, a.set, a.workdir)
-    print(json.dumps({k: v for k, v in out.items() if k != "stages"}, indent=2))
+    if a.result:
+        Path(a.result).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

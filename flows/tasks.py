@@ -97,6 +97,14 @@ def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = No
     return {"stage": stage, "ran": True}
 
 
+@task
+def changed_stages(workdir: str = ".") -> list[str]:
+    """Stages ``dvc status`` reports as changed; empty means the whole DAG is up to date."""
+    import json
+
+    return sorted(json.loads(_dvc("status", "--json", cwd=workdir, stage="dvc status") or "{}"))
+
+
 @task(retries=2, retry_delay_seconds=10)
 def dvc_sync(direction: str, workdir: str = ".") -> bool:
     """``dvc pull`` / ``dvc push`` when a default remote is configured; False when there is none."""

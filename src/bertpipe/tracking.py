@@ -44,7 +44,11 @@ def dvc_hashes(lock: str | Path = "dvc.lock") -> dict[str, str]:
 
 
 def run_tags(stage: str) -> dict[str, str]:
+    """Stage, DVC output hashes, git commit; under an orchestrated pipeline run, its parent."""
     tags = {"bertpipe.stage": stage, **dvc_hashes()}
+    parent = os.environ.get("BERTPIPE_PIPELINE_RUN_ID")
+    if parent and stage != "pipeline":
+        tags["mlflow.parentRunId"] = parent
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
