@@ -111,7 +111,8 @@ def dvc_sync(direction: str, workdir: str = ".") -> bool:
     remotes = _run(["dvc", "remote", "list"], workdir, f"dvc {direction}")
     if not remotes.strip():
         return False
-    _dvc(direction, cwd=workdir, stage=f"dvc {direction}")
+    # A new remote (or one behind the workspace) lacks some objects; the stages rebuild them.
+    _dvc(direction, *(["--allow-missing"] if direction == "pull" else []), cwd=workdir, stage=f"dvc {direction}")
     return True
 
 

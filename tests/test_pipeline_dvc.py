@@ -90,6 +90,97 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert tok["vocab_size"] == 1500
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(cmd, env, url, log, timeout=120):
+    import httpx
+
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, f"{cmd[0]} exited"
+        time.sleep(1)
+    raise AssertionError(f"{cmd} not up after {timeout}s")
+
+
+def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
+    """The services of infra/docker-compose.yml, natively on loopback: an S3-compatible server
+    (moto) as MLflow's artifact store and the DVC remote, an MLflow server, a Prefect server."""
+    import boto3
+    import mlflow
+
+    s3_port, mlflow_port, prefect_port = _free_port(), _free_port(), _free_port()
+    s3_url = f"http://127.0.0.1:{s3_port}"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": s3_url,
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "OMP_NUM_THREADS": "1",
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    log = open(tmp_path / "services.log", "w")
+    procs = []
+    try:
+        procs.append(_serve(["moto_server", "-H", "127.0.0.1", "-p", str(s3_port)], env, s3_url, log))
+        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        for bucket in ("mlflow", "dvc"):
+            s3.create_bucket(Bucket=bucket)
+        procs.append(_serve(["mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
+                             "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow-server.db'}",
+                             "--artifacts-destination", "s3://mlflow", "--serve-artifacts"],
+                            env, f"http://127.0.0.1:{mlflow_port}/health", log))
+        procs.append(_serve(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+                            env, f"http://127.0.0.1:{prefect_port}/api/health", log))
+        env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
+                   PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api")
+        sh([sys.executable, "-m", "dvc", "remote", "add", "--force", "-d", "s3", "s3://dvc"], project)
+        sh([sys.executable, "-m", "dvc", "remote", "modify", "s3", "endpointurl", s3_url], project)
+
+        result = tmp_path / "result.json"
+        out = subprocess.run([sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--set",
+                              "finetune.seeds=[3]", "--result", str(result)], cwd=project, env=env,
+                             text=True, capture_output=True)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        flow = json.loads(result.read_text())
+        assert flow["pulled"] and flow["pushed"]
+        assert {r["stage"] for r in flow["stages"] if r["ran"]} >= {f"finetune@{t}" for t in RAN} | {"evaluate"}
+
+        client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+        run_id = flow["mlflow_run_id"]
+        assert "report" in {a.path for a in client.list_artifacts(run_id)}
+        nested = client.search_runs([client.get_run(run_id).info.experiment_id],
+                                    f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=100)
+        assert len(nested) == len(RAN) * 2  # one seed, two inits
+        assert client.get_model_version_by_alias("bertpipe-cola", "champion").version == "1"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow").get("Contents", [])]
+        assert any(k.endswith("report/report.md") for k in keys)  # artifacts went to S3
+
+        # The DVC remote round trip: drop the local cache and an output, pull them back.
+        assert s3.list_objects_v2(Bucket="dvc")["KeyCount"] > 0
+        shutil.rmtree(project / ".dvc/cache")
+        shutil.rmtree(project / "results/finetune/cola")
+        sh([sys.executable, "-m", "dvc", "pull"], project, env_extra={k: env[k] for k in (
+            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+        assert (project / "results/finetune/cola/model/model.safetensors").exists()
+        assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], project).stdout
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
+        log.close()
+        subprocess.run([sys.executable, "-m", "dvc", "remote", "remove", "s3"], cwd=project, check=False)
+
+
 RAN = ("cola", "sst2", "mrpc", "stsb", "rte", "wnli", "squad")  # train + dev in the mirror
 SKIPPED = ("qqp", "mnli", "qnli", "squad_v2")  # no training data in the mirror
 
