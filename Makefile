@@ -20,7 +20,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test bench-data clean-venv
+.PHONY: setup run test prefect-local deploy bench-data clean-venv
 
 setup: $(STAMP)
 
@@ -40,6 +40,18 @@ run: setup
 test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# A local Prefect server (background, http://127.0.0.1:4200) and a process worker (foreground).
+prefect-local: setup
+	$(VENV)/bin/prefect server start --background
+	$(VENV)/bin/prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api
+	$(VENV)/bin/prefect work-pool create local-process --type process --overwrite
+	BERTPIPE_WORKDIR=$(CURDIR) $(VENV)/bin/prefect worker start --pool local-process
+
+# The deployments of flows/prefect.yaml (weekly schedule, tiny-smoke, gpu) on that server.
+deploy: setup
+	BERTPIPE_WORKDIR=$(CURDIR) BERTPIPE_GPU_IMAGE=$${BERTPIPE_GPU_IMAGE:-bertpipe-gpu-worker} \
+	  $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file flows/prefect.yaml
 
 bench-data: setup
 	$(VENV)/bin/python bench/data_stages.py
