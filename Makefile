@@ -50,8 +50,7 @@ prefect-local: setup
 
 # The deployments of flows/prefect.yaml (weekly schedule, tiny-smoke, gpu) on that server.
 deploy: setup
-	BERTPIPE_WORKDIR=$(CURDIR) BERTPIPE_GPU_IMAGE=$${BERTPIPE_GPU_IMAGE:-bertpipe-gpu-worker} \
-	  $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file flows/prefect.yaml
+	BERTPIPE_WORKDIR=$(CURDIR) $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file flows/prefect.yaml
 
 bench-data: setup
 	$(VENV)/bin/python bench/data_stages.py

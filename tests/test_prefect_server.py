@@ -92,6 +92,18 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
         assert "('COMPLETED', True)" in states, f"no completed scheduled run: {states}\n" + \
             (tmp_path / "server.log").read_text()[-3000:]
         assert out.read_text() == "scheduled run done\n"
+
+        # The project's own deployments file deploys as documented (make deploy).
+        from conftest import REPO
+
+        subprocess.run(["prefect", "work-pool", "create", "gpu", "--type", "process"], env=env, check=True,
+                       capture_output=True)
+        dep = subprocess.run(["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "flows/prefect.yaml"],
+                             env={**env, "BERTPIPE_WORKDIR": str(REPO)}, cwd=REPO, capture_output=True, text=True)
+        assert dep.returncode == 0, dep.stdout[-2000:] + dep.stderr[-2000:]
+        listed = subprocess.run(["prefect", "deployment", "ls"], env=env, capture_output=True, text=True).stdout
+        for name in ("pipeline/weekly", "pipeline/tiny-smoke", "pipeline/gpu"):
+            assert name in listed
     finally:
         for proc in (worker, server):
             if proc is not None:
