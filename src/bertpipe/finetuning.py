@@ -195,11 +195,18 @@ def _identity(path: Path | None) -> str:
     return h.hexdigest()[:16]
 
 
+TRAINING_CODE = ("finetuning.py", "model.py", "lit.py", "data.py", "optim.py", "tokenizer.py", "catalog.py",
+                 "tasks")
+"""What a fine-tuning result depends on (also the finetune stage's code deps in dvc.yaml)."""
+
+
 def _code_identity() -> str:
-    """Hash of the package's source: a cached run is reused only by the same code."""
+    """Hash of the training code: a cached run is reused only by the same code."""
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.rglob("*.py")):
-        h.update(f.read_bytes())
+    root = Path(__file__).parent
+    for name in TRAINING_CODE:
+        for f in sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [root / name]:
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
