@@ -98,6 +98,7 @@ def test_failure_classification():
     assert not classify(1, "Traceback ...\nValueError: bad")
 
 
+@pytest.mark.minutes
 def test_sweep_runs_a_grid_as_dvc_experiments_and_reports_the_best(tmp_path):
     from flows.sweep import sweep
 

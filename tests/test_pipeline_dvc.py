@@ -114,6 +114,7 @@ def _serve(cmd, env, url, log, timeout=120):
     raise AssertionError(f"{cmd} not up after {timeout}s")
 
 
+@pytest.mark.minutes
 def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
     """The services of infra/docker-compose.yml, natively on loopback: an S3-compatible server
     (moto) as MLflow's artifact store and the DVC remote, an MLflow server, a Prefect server."""
@@ -182,6 +183,7 @@ def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
         subprocess.run([sys.executable, "-m", "dvc", "remote", "remove", "s3"], cwd=project, check=False)
 
 
+@pytest.mark.minutes
 def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_path):
     """SIGKILL the whole flow (the worker) mid-pretrain; the rerun continues the checkpoints
     and the MLflow run instead of starting over."""
