@@ -58,6 +58,11 @@ def retry_if_transient(task, task_run, state) -> bool:
     return False
 
 
+STAGE_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+                 "retry_jitter_factor": 0.5, "retry_condition_fn": retry_if_transient}
+"""Transient failures retry after about 5, 10, 20 s; deterministic ones do not retry."""
+
+
 def _run(cmd: list[str] | str, cwd: str, stage: str, env: dict | None = None) -> str:
     proc = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, check=False)
@@ -72,16 +77,14 @@ def _dvc(*args: str, cwd: str, stage: str, env: dict | None = None) -> str:
         return _run(["dvc", "--wait-for-lock", *args], cwd, stage, env)
 
 
-@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5,
-      retry_condition_fn=retry_if_transient, task_run_name="{stage}")
+@task(**STAGE_RETRIES, task_run_name="{stage}")
 def run_stage(stage: str, workdir: str = ".", env: dict | None = None) -> dict:
     """``dvc repro --single-item STAGE``: ``{"stage", "ran"}`` (False when DVC skipped it)."""
     out = _dvc("repro", "--single-item", stage, cwd=workdir, stage=stage, env=env)
     return {"stage": stage, "ran": f"Running stage '{stage}'" in out}
 
 
-@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5,
-      retry_condition_fn=retry_if_transient, task_run_name="{stage}")
+@task(**STAGE_RETRIES, task_run_name="{stage}")
 def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = None) -> dict:
     """The same result as ``run_stage``, with the stage's command run outside DVC's lock."""
     status = _dvc("status", stage, cwd=workdir, stage=stage)

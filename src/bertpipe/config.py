@@ -11,6 +11,7 @@ Field docstrings double as the comments written into ``params.yaml``.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from importlib import resources
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 PRESETS = ("tiny", "demo", "base", "large")
 """Scale presets; ``demo`` is the defaults below, the others are overlays in ``presets/``."""
@@ -301,31 +302,21 @@ class FinetuneHParams(_Section):
     """SQuAD: start and end candidates per window considered when decoding."""
 
 
-class TaskHParams(_Section):
-    """Per-task changes to ``finetune.hparams``; keys left out (or null) keep the shared value."""
+def _overrides_of(section: type[_Section], name: str, doc: str) -> type[_Section]:
+    """A section with every field of ``section`` optional (null = keep the shared value),
+    same types and bounds, so the two cannot drift apart."""
+    fields = {}
+    for key, info in section.model_fields.items():
+        field = copy.copy(info)
+        field.default = None
+        field.description = f"Overrides ``hparams.{key}`` for this task."
+        fields[key] = (info.annotation | None, field)
+    return create_model(name, __base__=_Section, __doc__=doc, __module__=__name__, **fields)
 
-    learning_rate: float | None = Field(default=None, gt=0.0)
-    """Overrides ``hparams.learning_rate`` for this task."""
-    batch_size: int | None = Field(default=None, ge=1)
-    """Overrides ``hparams.batch_size`` for this task."""
-    epochs: int | None = Field(default=None, ge=1)
-    """Overrides ``hparams.epochs`` for this task."""
-    max_length: int | None = Field(default=None, ge=16, le=4096)
-    """Overrides ``hparams.max_length`` for this task."""
-    warmup_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
-    """Overrides ``hparams.warmup_fraction`` for this task."""
-    weight_decay: float | None = Field(default=None, ge=0.0)
-    """Overrides ``hparams.weight_decay`` for this task."""
-    max_train_examples: int | None = Field(default=None, ge=1)
-    """Overrides ``hparams.max_train_examples`` for this task."""
-    max_eval_examples: int | None = Field(default=None, ge=1)
-    """Overrides ``hparams.max_eval_examples`` for this task."""
-    doc_stride: int | None = Field(default=None, ge=1)
-    """Overrides ``hparams.doc_stride`` for this task."""
-    max_answer_length: int | None = Field(default=None, ge=1)
-    """Overrides ``hparams.max_answer_length`` for this task."""
-    n_best: int | None = Field(default=None, ge=1)
-    """Overrides ``hparams.n_best`` for this task."""
+
+TaskHParams = _overrides_of(
+    FinetuneHParams, "TaskHParams",
+    "Per-task changes to ``finetune.hparams``; keys left out (or null) keep the shared value.")
 
 
 class UserTaskConfig(_Section):
@@ -468,8 +459,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model class that owns the last key of ``loc``."""
+    skip_key = False
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or skip_key:  # a list index, or the key of a map of sections
+            skip_key = False
             continue
         field = model.model_fields.get(part) if isinstance(model, type) else None
         if field is None:
@@ -479,6 +472,7 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
         nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if nxt is None:
             return None
+        skip_key = getattr(ann, "__origin__", None) is dict
         model = nxt
     return model
 

@@ -36,6 +36,7 @@ from bertpipe.lit import FinetuningModule
 from bertpipe.model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification,
                             BertForTokenClassification)
 from bertpipe.outputs import atomic_dir, write_json
+from bertpipe.pretraining import resolve_precision
 from bertpipe.tasks.metrics import SequenceEvaluator, SquadEvaluator, TokenEvaluator
 from bertpipe.tasks.spec import TaskSpec, resolve_task
 from bertpipe.tokenizer import copy_tokenizer_files, load_existing, load_tokenizer, resolve_dir
@@ -55,13 +56,22 @@ def init_label(init: str) -> str:
     return Path(init).expanduser().resolve().name
 
 
+def checkpoint_dir(init: str, pretrained_dir: str | Path | None) -> Path | None:
+    """The directory a starting point loads from; None for ``scratch``."""
+    if init == "scratch":
+        return None
+    if init == "pretrained":
+        if pretrained_dir is None:
+            raise ValueError("init 'pretrained' needs the pretrain stage's model directory (--pretrained)")
+        return Path(pretrained_dir)
+    return resolve_dir(init)
+
+
 def starting_point(init: str, pretrained_dir: str | Path | None, tokenizer_dir: str | Path):
     """(checkpoint directory or None for scratch, its tokenizer, tokenizer directory)."""
-    if init == "scratch":
+    folder = checkpoint_dir(init, pretrained_dir)
+    if folder is None:
         return None, load_tokenizer(tokenizer_dir), Path(tokenizer_dir)
-    folder = Path(pretrained_dir) if init == "pretrained" else resolve_dir(init)
-    if init == "pretrained" and pretrained_dir is None:
-        raise ValueError("init 'pretrained' needs the pretrain stage's model directory (--pretrained)")
     return folder, load_existing(str(folder)), folder
 
 
@@ -94,14 +104,6 @@ def make_evaluator(spec: TaskSpec, dm: TaskDataModule, hp: FinetuneHParams):
     if spec.kind == "token_classification":
         return TokenEvaluator(spec.metrics, spec.labels)
     return SequenceEvaluator(spec.metrics, spec.num_labels)
-
-
-def resolve_precision(precision: str) -> str:
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed"
 
 
 def _dev_predictions(spec: TaskSpec, module: FinetuningModule, dm: TaskDataModule, trainer) -> list | dict:
@@ -148,7 +150,7 @@ def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, wor
     best = ModelCheckpoint(dirpath=work_dir / "ckpt", monitor=key, mode="max", save_top_k=1,
                            filename="best", save_weights_only=True, enable_version_counter=False)
     trainer = L.Trainer(max_epochs=hp.epochs, accelerator=accelerator, devices=1,
-                        precision=resolve_precision(precision), logger=logger or False, callbacks=[best],
+                        precision=resolve_precision(precision, accelerator), logger=logger or False, callbacks=[best],
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=10, default_root_dir=str(work_dir))
     started = time.perf_counter()
@@ -241,13 +243,12 @@ def run_task(task: str, cfg: FinetuneConfig, model_cfg: ModelConfig, tracking_cf
     scratch = scratch_config(model_cfg, tokenizer_dir)
     parent = tracking.pipeline_run(tracking_cfg.experiment, pretrained_dir)
     results, best_by_init = {}, {}
+    shared = [task, hp.model_dump(mode="json"), cfg.squad_exclude_ambiguous, _identity(Path(tokenizer_dir)),
+              _code_identity()]
     for init in cfg.inits:
         label = init_label(init)
-        checkpoint = None if init == "scratch" else (pretrained_dir if init == "pretrained" else resolve_dir(init))
-        fp = hashlib.sha256(json.dumps([task, init, hp.model_dump(mode="json"), cfg.squad_exclude_ambiguous,
-                                        model_cfg.model_dump(mode="json") if init == "scratch" else None,
-                                        _identity(Path(checkpoint) if checkpoint else None),
-                                        _identity(Path(tokenizer_dir)), _code_identity()]).encode()).hexdigest()[:16]
+        fp = hashlib.sha256(json.dumps([*shared, init, model_cfg.model_dump(mode="json") if init == "scratch" else None,
+                                        _identity(checkpoint_dir(init, pretrained_dir))]).encode()).hexdigest()[:16]
         runs = []
         for seed in cfg.seeds:
             run_dir = work_dir / label / f"seed{seed}"

@@ -105,9 +105,9 @@ def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
     so every stage process of one ``dvc repro`` finds the same parent.
     """
     run_id = os.environ.get("BERTPIPE_PIPELINE_RUN_ID")
-    client = _client()
     if run_id:
         return run_id
+    client = _client()
     h = hashlib.sha256()
     weights = Path(pretrained_dir or "") / "model.safetensors"
     h.update(weights.read_bytes() if weights.is_file() else b"none")
@@ -117,8 +117,12 @@ def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
     found = client.search_runs([exp_id], f"tags.`bertpipe.pipeline_key` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
-    run = client.create_run(exp_id, run_name="pipeline",
-                            tags={**run_tags("pipeline"), "bertpipe.pipeline_key": key})
+    return _new_pipeline_run(client, experiment, {"bertpipe.pipeline_key": key})
+
+
+def _new_pipeline_run(client, experiment: str, tags: dict[str, str]) -> str:
+    run = client.create_run(_experiment_id(client, experiment), run_name="pipeline",
+                            tags={**run_tags("pipeline"), **tags})
     return run.info.run_id
 
 
@@ -144,11 +148,10 @@ def start_pipeline_run(experiment: str, params: dict | None = None) -> str:
     """A new parent run for one orchestrated pipeline run (the flow passes its id to the
     stages as ``BERTPIPE_PIPELINE_RUN_ID``)."""
     client = _client()
-    run = client.create_run(_experiment_id(client, experiment), run_name="pipeline",
-                            tags={**run_tags("pipeline"), "bertpipe.orchestrator": "prefect"})
+    run_id = _new_pipeline_run(client, experiment, {"bertpipe.orchestrator": "prefect"})
     for k, v in (params or {}).items():
-        client.log_param(run.info.run_id, k, v)
-    return run.info.run_id
+        client.log_param(run_id, k, v)
+    return run_id
 
 
 def run_url(run_id: str) -> str:
