@@ -8,9 +8,13 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-# Data: an air-gapped mirror when one sits beside the checkout (../shared/data), else the hub.
-ifneq ($(wildcard ../shared/data/MANIFEST.md),)
-export BERTPIPE_DATA_MIRROR ?= $(abspath ../shared/data)
+# Data: an air-gapped mirror when one sits beside the checkout (../shared/data), or beside the
+# repository it was cloned from (a clean CI clone in a temporary directory); else the hub.
+ORIGIN := $(shell git config --get remote.origin.url 2>/dev/null)
+MIRROR_FOUND := $(firstword $(patsubst %/MANIFEST.md,%,$(wildcard $(abspath ../shared/data)/MANIFEST.md \
+                  $(if $(ORIGIN),$(abspath $(ORIGIN)/../shared/data)/MANIFEST.md))))
+ifneq ($(MIRROR_FOUND),)
+export BERTPIPE_DATA_MIRROR ?= $(MIRROR_FOUND)
 endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HOME ?= $(CURDIR)/.cache/hf
