@@ -148,3 +148,17 @@ def test_ddp_two_processes_on_cpu(tiny_built, tmp_path):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out.stdout + out.stderr
     _, runs = mlflow_runs(root)
     assert len(runs) == 1
+
+
+def test_continued_mlflow_run_keeps_its_params_and_tags_changed_ones(tmp_path, monkeypatch):
+    """Resuming with a raised max_steps must not fail on MLflow's no-changed-params rule."""
+    from bertpipe import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    first = tracking.make_logger("e", "pretrain")
+    first.log_hyperparams({"pretrain": {"max_steps": 40, "lr": 0.001}})
+    again = tracking.make_logger("e", "pretrain", run_id=first.run_id)
+    again.log_hyperparams({"pretrain": {"max_steps": 100, "lr": 0.001}, "n_parameters": 7})
+    run = again.experiment.get_run(first.run_id)
+    assert run.data.params == {"pretrain/max_steps": "40", "pretrain/lr": "0.001", "n_parameters": "7"}
+    assert run.data.tags["changed_param.pretrain/max_steps"] == "100"

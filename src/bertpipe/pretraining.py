@@ -161,11 +161,7 @@ def run_pretraining(model_cfg: ModelConfig, cfg: PretrainConfig, tracking_cfg: T
             TokensPerSecond(), curves, fill, LearningRateMonitor(logging_interval="step"),
         ],
     )
-    if trainer.is_global_zero and run_id is not None:
-        # A continued run keeps its params (MLflow refuses changed values, e.g. a raised
-        # max_steps); what this attempt runs to is a tag.
-        logger.experiment.set_tag(logger.run_id, "bertpipe.max_steps", str(cfg.max_steps))
-    elif trainer.is_global_zero:
+    if trainer.is_global_zero:
         run_id_file.write_text(logger.run_id + "\n")
         logger.log_hyperparams({"model": model_cfg.model_dump(mode="json"),
                                 "pretrain": cfg.model_dump(mode="json"),

@@ -56,11 +56,29 @@ def run_tags(stage: str) -> dict[str, str]:
 
 
 def make_logger(experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None):
-    """A Lightning MLFlowLogger; with ``run_id`` it continues that run instead of starting one."""
+    """A Lightning MLFlowLogger; with ``run_id`` it continues that run instead of starting one.
+
+    MLflow refuses to change a logged param, and a resumed run may legitimately differ
+    (a raised ``max_steps`` continues the checkpoints): a continued run keeps the params
+    it has, logs only new ones, and records changed values as ``changed_param.<key>`` tags.
+    """
+    from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
     from lightning.pytorch.loggers import MLFlowLogger
 
-    return MLFlowLogger(experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri(),
-                        run_id=run_id, tags=tags, log_model=False)
+    class ContinuedRunLogger(MLFlowLogger):
+        def log_hyperparams(self, params) -> None:
+            flat = _flatten_dict(_convert_params(params))
+            logged = self.experiment.get_run(self.run_id).data.params
+            for key, value in flat.items():
+                if key in logged and str(value)[:250] != logged[key]:
+                    self.experiment.set_tag(self.run_id, f"changed_param.{key}", str(value)[:5000])
+            new = {k: v for k, v in flat.items() if k not in logged}
+            if new:
+                super().log_hyperparams(new)
+
+    cls = ContinuedRunLogger if run_id else MLFlowLogger
+    return cls(experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri(),
+               run_id=run_id, tags=tags, log_model=False)
 
 
 def log_text(logger, text: str, artifact_file: str) -> None:
