@@ -64,8 +64,10 @@ def make_logger(experiment: str, run_name: str, run_id: str | None = None, tags:
     """
     from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
     from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.utilities import rank_zero_only
 
     class ContinuedRunLogger(MLFlowLogger):
+        @rank_zero_only  # other DDP ranks hold a dummy experiment, like MLFlowLogger's own
         def log_hyperparams(self, params) -> None:
             flat = _flatten_dict(_convert_params(params))
             logged = self.experiment.get_run(self.run_id).data.params
