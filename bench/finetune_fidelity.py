@@ -124,10 +124,19 @@ def main() -> None:
     p.add_argument("--squad-eval", type=int, default=1000, help="SQuAD dev questions scored (first N)")
     p.add_argument("--max-train", type=int, help="a fixed training subset for every task (smoke runs)")
     p.add_argument("--out", default="bench/finetune_fidelity.jsonl")
+    p.add_argument("--table", action="store_true",
+                   help="train nothing: print the table of the rows already in --out for --tasks")
     args = p.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     cfg = FinetuneConfig()
     results: dict[str, dict[str, list]] = {}
+    if args.table:
+        rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
+        latest = {r["task"]: r["hparams"] for r in rows}  # a task's newest settings, not a mix
+        for row in rows:
+            if row["task"] in args.tasks and row["seed"] in args.seeds and row["hparams"] == latest[row["task"]]:
+                results.setdefault(row["task"], {}).setdefault(row["impl"], []).append(row)
+        print_table(results, cfg)
+        return
     for task in args.tasks:
         spec = resolve_task(task, cfg)
         hp = hparams(task, args)
@@ -146,18 +155,26 @@ def main() -> None:
                 results.setdefault(task, {}).setdefault(impl, []).append(row)
                 print(f"{task} seed {seed} {impl}: {spec.selection_metric} "
                       f"{r['metrics'][spec.selection_metric]:.2f}, {r['fit_examples_per_s']:.1f} ex/s", flush=True)
+    print_table(results, cfg)
+
+
+def print_table(results: dict[str, dict[str, list]], cfg: FinetuneConfig) -> None:
+    """Medians over seeds per task and implementation, as a markdown table."""
     print("\n| task | metric | ours (median) | transformers (median) | ours - transformers | "
-          "ours ex/s | transformers ex/s | train examples |")
-    print("|---|---|---|---|---|---|---|---|")
+          "ours ex/s | transformers ex/s | train examples x epochs | seeds (ours/theirs) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for task, by_impl in results.items():
         metric = resolve_task(task, cfg).selection_metric
         med = {i: statistics.median(r["metrics"][metric] for r in rows) for i, rows in by_impl.items()}
         speed = {i: float(np.median([r["fit_examples_per_s"] for r in rows])) for i, rows in by_impl.items()}
+        n = {i: len(rows) for i, rows in by_impl.items()}
+        first = next(iter(by_impl.values()))[0]
         print(f"| {task} | {metric} | {med.get('ours', float('nan')):.2f} | "
               f"{med.get('transformers', float('nan')):.2f} | "
               f"{med.get('ours', np.nan) - med.get('transformers', np.nan):+.2f} | "
               f"{speed.get('ours', np.nan):.1f} | {speed.get('transformers', np.nan):.1f} | "
-              f"{by_impl[next(iter(by_impl))][0]['train_examples']} |")
+              f"{first['train_examples']} x {first['hparams']['epochs']} | "
+              f"{n.get('ours', 0)}/{n.get('transformers', 0)} |")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def _lookup(data: dict, dotted: str):
 @task
 def collect(workdir: str, names: list[str], metric: str) -> dict[str, float | None]:
     """``{experiment name: metric value}`` from ``dvc exp show --json``."""
-    shown = json.loads(_dvc("exp", "show", "--json", cwd=workdir, stage="exp show"))
+    shown = json.loads(_dvc("exp", "show", "--json", cwd=workdir, stage="exp show", stdout_only=True))
     file, key = metric.split(":", 1)
     found: dict[str, float | None] = {}
 

@@ -63,18 +63,20 @@ STAGE_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backof
 """Transient failures retry after about 5, 10, 20 s; deterministic ones do not retry."""
 
 
-def _run(cmd: list[str] | str, cwd: str, stage: str, env: dict | None = None) -> str:
+def _run(cmd: list[str] | str, cwd: str, stage: str, env: dict | None = None, stdout_only: bool = False) -> str:
+    """The command's output (stdout + stderr; ``stdout_only`` for machine-read output such as
+    ``--json``, which DVC's warnings on stderr would corrupt); StageFailed if it fails."""
     proc = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, check=False)
     if proc.returncode:
         tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-25:])
         raise StageFailed(stage, proc.returncode, tail, classify(proc.returncode, proc.stderr))
-    return proc.stdout + proc.stderr
+    return proc.stdout if stdout_only else proc.stdout + proc.stderr
 
 
-def _dvc(*args: str, cwd: str, stage: str, env: dict | None = None) -> str:
+def _dvc(*args: str, cwd: str, stage: str, env: dict | None = None, stdout_only: bool = False) -> str:
     with _DVC_LOCK:
-        return _run(["dvc", "--wait-for-lock", *args], cwd, stage, env)
+        return _run(["dvc", "--wait-for-lock", *args], cwd, stage, env, stdout_only)
 
 
 @task(**STAGE_RETRIES, task_run_name="{stage}")
@@ -105,7 +107,7 @@ def changed_stages(workdir: str = ".") -> list[str]:
     """Stages ``dvc status`` reports as changed; empty means the whole DAG is up to date."""
     import json
 
-    return sorted(json.loads(_dvc("status", "--json", cwd=workdir, stage="dvc status") or "{}"))
+    return sorted(json.loads(_dvc("status", "--json", cwd=workdir, stage="dvc status", stdout_only=True) or "{}"))
 
 
 @task(retries=2, retry_delay_seconds=10)

@@ -95,6 +95,47 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], project).stdout
 
 
+# These two need the up-to-date DAG the first test leaves; the `minutes` tests below change it.
+def test_bad_params_fail_the_stage_with_the_message(project):
+    params = project / "params.yaml"
+    original = params.read_text()
+    try:
+        params.write_text(original.replace("  min_doc_words:", "  min_doc_wrds:"))
+        out = sh([sys.executable, "-m", "dvc", "repro", "corpus"], project, check=False)
+        assert out.returncode != 0
+        assert "corpus.min_doc_wrds: unknown key. Did you mean 'min_doc_words'?" in out.stderr + out.stdout
+    finally:
+        params.write_text(original)
+    # DVC removed the stage's outputs before running it; its cache still has them, so
+    # nothing is recomputed to get them back.
+    assert not (project / "data/corpus").exists()
+    sh([sys.executable, "-m", "dvc", "checkout"], project)
+    out = sh([sys.executable, "-m", "dvc", "repro"], project).stdout
+    assert "Running stage" not in out and (project / "data/corpus/train").is_dir()
+
+
+def test_killed_stage_leaves_no_partial_output(project, tmp_path):
+    """SIGKILL mid-stage: the final folder keeps the last complete output, a rerun completes."""
+    before = sorted(p.name for p in (project / "data/pretrain/train").iterdir())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bertpipe.stages.pretrain_data", "--corpus", "data/corpus",
+         "--tokenizer", "models/tokenizer", "--out", "data/pretrain", "--stats", str(tmp_path / "s.json")],
+        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    partial = project / "data/.pretrain.partial"
+    deadline = time.monotonic() + 60
+    while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert sorted(p.name for p in (project / "data/pretrain/train").iterdir()) == before
+    assert not (tmp_path / "s.json").exists()
+    sh([sys.executable, "-m", "bertpipe.stages.pretrain_data", "--corpus", "data/corpus",
+        "--tokenizer", "models/tokenizer", "--out", "data/pretrain", "--stats", str(tmp_path / "s.json")],
+       project)
+    assert not partial.exists() and (tmp_path / "s.json").exists()
+
+
 def _free_port() -> int:
     import socket
 
@@ -271,43 +312,3 @@ def _check_finetune_and_report(project, run_id):
     # Registered models, each with the champion alias on its first version.
     for name in ["bertpipe-pretrained", *(f"bertpipe-{t}" for t in RAN)]:
         assert int(client.get_model_version_by_alias(name, "champion").version) == 1
-
-
-def test_bad_params_fail_the_stage_with_the_message(project):
-    params = project / "params.yaml"
-    original = params.read_text()
-    try:
-        params.write_text(original.replace("  min_doc_words:", "  min_doc_wrds:"))
-        out = sh([sys.executable, "-m", "dvc", "repro", "corpus"], project, check=False)
-        assert out.returncode != 0
-        assert "corpus.min_doc_wrds: unknown key. Did you mean 'min_doc_words'?" in out.stderr + out.stdout
-    finally:
-        params.write_text(original)
-    # DVC removed the stage's outputs before running it; its cache still has them, so
-    # nothing is recomputed to get them back.
-    assert not (project / "data/corpus").exists()
-    sh([sys.executable, "-m", "dvc", "checkout"], project)
-    out = sh([sys.executable, "-m", "dvc", "repro"], project).stdout
-    assert "Running stage" not in out and (project / "data/corpus/train").is_dir()
-
-
-def test_killed_stage_leaves_no_partial_output(project, tmp_path):
-    """SIGKILL mid-stage: the final folder keeps the last complete output, a rerun completes."""
-    before = sorted(p.name for p in (project / "data/pretrain/train").iterdir())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bertpipe.stages.pretrain_data", "--corpus", "data/corpus",
-         "--tokenizer", "models/tokenizer", "--out", "data/pretrain", "--stats", str(tmp_path / "s.json")],
-        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    partial = project / "data/.pretrain.partial"
-    deadline = time.monotonic() + 60
-    while not partial.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert sorted(p.name for p in (project / "data/pretrain/train").iterdir()) == before
-    assert not (tmp_path / "s.json").exists()
-    sh([sys.executable, "-m", "bertpipe.stages.pretrain_data", "--corpus", "data/corpus",
-        "--tokenizer", "models/tokenizer", "--out", "data/pretrain", "--stats", str(tmp_path / "s.json")],
-       project)
-    assert not partial.exists() and (tmp_path / "s.json").exists()
