@@ -42,7 +42,8 @@ SUBSETS = {"sst2": 4000, "squad": 2000}
 def hparams(task: str, args) -> FinetuneHParams:
     hp = FinetuneHParams(learning_rate=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                          max_length=128, warmup_fraction=0.1, weight_decay=0.01,
-                         max_train_examples=args.max_train or SUBSETS.get(task))
+                         max_train_examples=args.max_train or SUBSETS.get(task),
+                         max_eval_examples=args.max_eval)
     if task == "squad":
         hp = hp.model_copy(update=dict(max_length=256, doc_stride=64, epochs=args.squad_epochs,
                                        max_eval_examples=args.squad_eval))
@@ -123,6 +124,7 @@ def main() -> None:
     p.add_argument("--squad-epochs", type=int, default=2)
     p.add_argument("--squad-eval", type=int, default=1000, help="SQuAD dev questions scored (first N)")
     p.add_argument("--max-train", type=int, help="a fixed training subset for every task (smoke runs)")
+    p.add_argument("--max-eval", type=int, help="score GLUE tasks on the first N dev examples (default: all)")
     p.add_argument("--out", default="bench/finetune_fidelity.jsonl")
     p.add_argument("--table", action="store_true",
                    help="train nothing: print the table of the rows already in --out for --tasks")

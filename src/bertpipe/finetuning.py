@@ -149,7 +149,8 @@ def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, wor
     key = f"val/{spec.selection_metric}"
     best = ModelCheckpoint(dirpath=work_dir / "ckpt", monitor=key, mode="max", save_top_k=1,
                            filename="best", save_weights_only=True, enable_version_counter=False)
-    trainer = L.Trainer(max_epochs=hp.epochs, accelerator=accelerator, devices=1,
+    # Gradient norm clipped at 1.0: BERT's fine-tuning recipe and transformers' Trainer default.
+    trainer = L.Trainer(max_epochs=hp.epochs, accelerator=accelerator, devices=1, gradient_clip_val=1.0,
                         precision=resolve_precision(precision, accelerator), logger=logger or False, callbacks=[best],
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         log_every_n_steps=10, default_root_dir=str(work_dir))
