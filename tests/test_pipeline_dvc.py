@@ -19,11 +19,22 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def sh(args, cwd, check=True, env_extra=None, **kw):
-    env = {**os.environ, **(env_extra or {})}
+def _env(extra: dict | None = None) -> dict:
+    """This environment with the venv's tools first on PATH, tracking to the project's own mlflow.db."""
+    env = {**os.environ, **(extra or {})}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
-    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own mlflow.db
-    out = subprocess.run(args, cwd=cwd, env=env, text=True, capture_output=True, **kw)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _flow_env(tmp: Path) -> dict:
+    """Settings for a flow run: its own Prefect home (temporary server), one thread per process."""
+    return {"PREFECT_HOME": str(tmp / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "OMP_NUM_THREADS": "1"}
+
+
+def sh(args, cwd, check=True, env_extra=None, **kw):
+    out = subprocess.run(args, cwd=cwd, env=_env(env_extra), text=True, capture_output=True, **kw)
     if check and out.returncode:
         raise AssertionError(f"{args} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     return out
@@ -45,11 +56,9 @@ def project(tmp_path_factory):
 
 
 def _flow(project, tmp):
-    env = {"PREFECT_HOME": str(tmp / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "OMP_NUM_THREADS": "1"}
     result = tmp / "flow_result.json"
     sh([sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--result", str(result)], project,
-       env_extra=env)
+       env_extra=_flow_env(tmp))
     return json.loads(result.read_text())
 
 
@@ -169,11 +178,9 @@ def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
 
     s3_port, mlflow_port, prefect_port = _free_port(), _free_port(), _free_port()
     s3_url = f"http://127.0.0.1:{s3_port}"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": s3_url,
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "OMP_NUM_THREADS": "1",
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    env = _env({**_flow_env(tmp_path), "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": s3_url,
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     log = open(tmp_path / "services.log", "w")
     procs = []
     try:
@@ -233,10 +240,7 @@ def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
 def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_path):
     """SIGKILL the whole flow (the worker) mid-pretrain; the rerun continues the checkpoints
     and the MLflow run instead of starting over."""
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "OMP_NUM_THREADS": "1",
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = _env(_flow_env(tmp_path))
     ckpts = project / "checkpoints/pretrain"
     run_id = (ckpts / "mlflow_run_id").read_text()
     cmd = [sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--set", "pretrain.max_steps=100",

@@ -72,7 +72,7 @@ def make_logger(experiment: str, run_name: str, run_id: str | None = None, tags:
             flat = _flatten_dict(_convert_params(params))
             logged = self.experiment.get_run(self.run_id).data.params
             for key, value in flat.items():
-                if key in logged and str(value)[:250] != logged[key]:
+                if key in logged and str(value)[:250] != logged[key]:  # MLFlowLogger stores 250 chars
                     self.experiment.set_tag(self.run_id, f"changed_param.{key}", str(value)[:5000])
             new = {k: v for k, v in flat.items() if k not in logged}
             if new:
