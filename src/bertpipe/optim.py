@@ -63,13 +63,14 @@ class Lamb(torch.optim.Optimizer):
         return loss
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, betas, eps: float):
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, betas, eps: float,
+                    fused: bool = False):
+    """AdamW (``fused=True``: one kernel for all tensors, the caller guarantees a cpu/cuda device
+    and no gradient scaler) or LAMB (never fused)."""
     groups = param_groups(model, weight_decay)
     if name == "lamb":
         return Lamb(groups, lr=lr, betas=tuple(betas), eps=eps)
-    # Not fused=True: Lightning refuses gradient clipping with optimizers that unscale
-    # gradients themselves (measured: fused saves ~40 ms of a 700 ms BERT-mini CPU step).
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
 
 
 def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
@@ -84,8 +85,8 @@ def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int):
 
 
 def lightning_optimizers(model: nn.Module, optimizer: str, learning_rate: float, weight_decay: float,
-                         betas, eps: float, warmup_steps: int, max_steps: int) -> dict:
+                         betas, eps: float, warmup_steps: int, max_steps: int, fused: bool = False) -> dict:
     """What ``LightningModule.configure_optimizers`` returns: optimiser + per-step schedule."""
-    opt = build_optimizer(model, optimizer, learning_rate, weight_decay, betas, eps)
+    opt = build_optimizer(model, optimizer, learning_rate, weight_decay, betas, eps, fused=fused)
     sched = linear_warmup_decay(opt, warmup_steps, max_steps)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
