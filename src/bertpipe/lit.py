@@ -11,9 +11,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torchmetrics
-from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
-
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from bertpipe.optim import lightning_optimizers
 
@@ -22,8 +21,6 @@ class _SharedStep(L.LightningModule):
     """Training and validation run the subclass's ``_step(batch, stage)``; what it logs differs.
 
     Also owns when AdamW runs fused and how fused steps are clipped (``_fused_adamw``)."""
-
-    _clip_ourselves = False
 
     def training_step(self, batch: dict, batch_idx: int):
         return self._step(batch, "train")
@@ -40,14 +37,13 @@ class _SharedStep(L.LightningModule):
         final after backward, so ``configure_gradient_clipping`` clips them itself.
         """
         trainer = self.trainer
-        fused = (self.device.type in ("cpu", "cuda")
-                 and type(trainer.strategy) in (SingleDeviceStrategy, DDPStrategy)
-                 and getattr(trainer.precision_plugin, "scaler", None) is None)
-        self._clip_ourselves = fused
-        return fused
+        return (self.device.type in ("cpu", "cuda")
+                and type(trainer.strategy) in (SingleDeviceStrategy, DDPStrategy)
+                and getattr(trainer.precision_plugin, "scaler", None) is None)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        if not (self._clip_ourselves and gradient_clip_val):
+        # A fused optimizer here was built by ``_fused_adamw``, so no scaler is in play.
+        if not (gradient_clip_val and optimizer.defaults.get("fused")):
             return self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if gradient_clip_algorithm == "value":
