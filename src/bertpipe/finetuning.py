@@ -32,6 +32,7 @@ from bertpipe import tracking
 from bertpipe.catalog import DatasetUnavailable
 from bertpipe.config import FinetuneConfig, FinetuneHParams, ModelConfig, TrackingConfig
 from bertpipe.data import TaskDataModule
+from bertpipe.fingerprints import code_identity, directory_identity
 from bertpipe.lit import FinetuningModule
 from bertpipe.model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification,
                             BertForTokenClassification)
@@ -186,31 +187,9 @@ def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, wor
 # ------------------------------------------------------------------------------ one task
 
 
-def _identity(path: Path | None) -> str:
-    """Cheap content identity of a checkpoint/tokenizer directory (sizes + weights hash)."""
-    if path is None:
-        return "none"
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).iterdir() if p.is_file()):
-        h.update(f.name.encode())
-        data = f.read_bytes()
-        h.update(hashlib.sha256(data).digest())
-    return h.hexdigest()[:16]
-
-
 TRAINING_CODE = ("finetuning.py", "model.py", "lit.py", "data.py", "optim.py", "tokenizer.py", "catalog.py",
                  "tasks")
 """What a fine-tuning result depends on (also the finetune stage's code deps in dvc.yaml)."""
-
-
-def _code_identity() -> str:
-    """Hash of the training code: a cached run is reused only by the same code."""
-    h = hashlib.sha256()
-    root = Path(__file__).parent
-    for name in TRAINING_CODE:
-        for f in sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [root / name]:
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _aggregate(runs: list[dict]) -> dict:
@@ -244,12 +223,13 @@ def run_task(task: str, cfg: FinetuneConfig, model_cfg: ModelConfig, tracking_cf
     scratch = scratch_config(model_cfg, tokenizer_dir)
     parent = tracking.pipeline_run(tracking_cfg.experiment, pretrained_dir)
     results, best_by_init = {}, {}
-    shared = [task, hp.model_dump(mode="json"), cfg.squad_exclude_ambiguous, _identity(Path(tokenizer_dir)),
-              _code_identity()]
+    shared = [task, hp.model_dump(mode="json"), cfg.squad_exclude_ambiguous,
+              directory_identity(Path(tokenizer_dir)), code_identity(TRAINING_CODE)]
     for init in cfg.inits:
         label = init_label(init)
-        fp = hashlib.sha256(json.dumps([*shared, init, model_cfg.model_dump(mode="json") if init == "scratch" else None,
-                                        _identity(checkpoint_dir(init, pretrained_dir))]).encode()).hexdigest()[:16]
+        scratch_arch = model_cfg.model_dump(mode="json") if init == "scratch" else None
+        blob = [*shared, init, scratch_arch, directory_identity(checkpoint_dir(init, pretrained_dir))]
+        fp = hashlib.sha256(json.dumps(blob).encode()).hexdigest()[:16]
         runs = []
         for seed in cfg.seeds:
             run_dir = work_dir / label / f"seed{seed}"

@@ -7,8 +7,9 @@ Hugging Face directory with its tokenizer; writes metrics and curves for DVC.
 
 Checkpoints live outside DVC's outputs (``checkpoints/pretrain``) because DVC
 deletes a stage's outputs before running it, and a failed run must keep them.
-A ``fingerprint.json`` beside them records the configuration they belong to;
-changed params start a fresh run instead of resuming a stale one.
+A ``fingerprint.json`` beside them records the configuration and the training
+code they belong to: changed params or data start a fresh run instead of
+resuming a stale one, and so does changed code once the run had finished.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bertpipe import tracking
 from bertpipe.callbacks import CurveRecorder, FillMaskExamples, TokensPerSecond
 from bertpipe.config import ModelConfig, PretrainConfig, TrackingConfig
 from bertpipe.data import PretrainDataModule
+from bertpipe.fingerprints import code_identity
 from bertpipe.lit import PretrainingModule
 from bertpipe.model import BertConfig, BertForPreTraining, CheckpointError
 from bertpipe.outputs import atomic_dir, write_json
@@ -86,15 +88,42 @@ def _fingerprint(model_cfg, cfg, meta) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def prepare_checkpoint_dir(ckpt_dir: Path, fingerprint: str) -> None:
+PRETRAINING_CODE = ("pretraining.py", "model.py", "lit.py", "data.py", "masking.py", "optim.py",
+                    "callbacks.py")
+"""What a pretraining result depends on besides params and data (the pretrain stage's code deps)."""
+
+
+def prepare_checkpoint_dir(ckpt_dir: Path, fingerprint: str, code: str, max_steps: int) -> None:
+    """Keep the checkpoints a rerun may resume from; delete the rest.
+
+    Changed params or data: start afresh. Changed training code (``code``): an
+    unfinished run still resumes (a crash fixed mid-run keeps its progress, with a
+    warning), but a finished one is trained again, or the rerun DVC starts after a
+    code change would hand back the old code's model under the new code's hash.
+    """
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     fp = ckpt_dir / "fingerprint.json"
-    if fp.exists() and json.loads(fp.read_text()).get("fingerprint") != fingerprint:
-        log.warning("pretrain: params or data changed since the checkpoints in %s were made; "
-                    "starting a fresh run", ckpt_dir)
+    stored = json.loads(fp.read_text()) if fp.exists() else {}
+    fresh = None
+    if stored and stored.get("fingerprint") != fingerprint:
+        fresh = "params or data changed since the checkpoints in %s were made; starting a fresh run"
+    elif stored and stored.get("code") != code and (latest := latest_checkpoint(ckpt_dir)) is not None:
+        if checkpoint_step(latest) >= max_steps:
+            fresh = ("the training code changed since the finished run in %s; training again so the "
+                     "model is the current code's")
+        else:
+            log.warning("pretrain: the training code changed since the run in %s started; resuming "
+                        "it (delete the folder to start afresh)", ckpt_dir)
+    if fresh:
+        log.warning("pretrain: " + fresh, ckpt_dir)
         for p in ckpt_dir.iterdir():
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    write_json(fp, {"fingerprint": fingerprint})
+    write_json(fp, {"fingerprint": fingerprint, "code": code})
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at (memory-mapped: weights stay on disk)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -136,7 +165,8 @@ def run_pretraining(model_cfg: ModelConfig, cfg: PretrainConfig, tracking_cfg: T
     dm = PretrainDataModule(data_dir, tok.get_vocab(), cfg.batch_size, cfg.seed, cfg.num_workers,
                             with_nsp=with_nsp)
 
-    prepare_checkpoint_dir(ckpt_dir, _fingerprint(model_cfg, cfg, meta))
+    prepare_checkpoint_dir(ckpt_dir, _fingerprint(model_cfg, cfg, meta), code_identity(PRETRAINING_CODE),
+                           cfg.max_steps)
     run_id_file = ckpt_dir / "mlflow_run_id"
     run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
     logger = tracking.make_logger(tracking_cfg.experiment, "pretrain", run_id,
