@@ -145,6 +145,9 @@ def main() -> None:
                 results.setdefault(row["task"], {}).setdefault(row["impl"], []).append(row)
         print_table(results, cfg)
         return
+    # Hashed once, before training: the code this process imported, even if a file is
+    # edited while a long run goes on.
+    code = code_identity(TRAINING_CODE)
     for task in args.tasks:
         spec = resolve_task(task, cfg)
         hp = hparams(task, args)
@@ -157,7 +160,7 @@ def main() -> None:
                         r = run_transformers(spec, hp, seed, Path(work))
                 row = {"task": task, "seed": seed, "impl": impl, "metrics": r["metrics"],
                        "fit_examples_per_s": r["fit_examples_per_s"], "train_examples": r["train_examples"],
-                       "hparams": hp.model_dump(mode="json"), "code": code_identity(TRAINING_CODE)}
+                       "hparams": hp.model_dump(mode="json"), "code": code}
                 with open(args.out, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 results.setdefault(task, {}).setdefault(impl, []).append(row)
