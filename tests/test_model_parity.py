@@ -75,8 +75,9 @@ def test_random_pretraining_model_converts_with_identical_outputs(tmp_path):
     assert abs(o.loss.item() - r.loss.item()) <= 1e-5
 
 
-def test_our_export_loads_in_transformers_with_same_outputs(tmp_path):
-    cfg = BertConfig.from_size("tiny", vocab_size=500)
+@pytest.mark.parametrize("position_init", ["normal", "sinusoidal"])
+def test_our_export_loads_in_transformers_with_same_outputs(tmp_path, position_init):
+    cfg = BertConfig.from_size("tiny", vocab_size=500, position_init=position_init)
     torch.manual_seed(3)
     ours = BertForPreTraining(cfg).eval()
     ours.save_pretrained(tmp_path / "ours")
@@ -90,11 +91,30 @@ def test_our_export_loads_in_transformers_with_same_outputs(tmp_path):
             assert (a.mlm_logits - logits).abs().max() <= 1e-5
         enc = transformers.AutoModel.from_pretrained(str(tmp_path / "ours")).eval()
         assert (ours.bert(ids).last_hidden_state - enc(input_ids=ids).last_hidden_state).abs().max() <= 1e-5
+    # The init recipe is not architecture: transformers' config never sees it.
+    assert "position_init" not in (tmp_path / "ours" / "config.json").read_text()
     # And back: ours -> disk -> ours is exact.
     again = BertForPreTraining.from_pretrained(tmp_path / "ours")
     for (k, v), (k2, v2) in zip(ours.state_dict().items(), again.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
+
+
+def test_sinusoidal_position_start_depends_only_on_the_offset():
+    """The point of the sin/cos start: <p_i, p_j> is a function of j - i, at the configured scale."""
+    cfg = BertConfig.from_size("mini", vocab_size=300, position_init="sinusoidal", position_init_std=0.1)
+    torch.manual_seed(0)
+    pos = BertForPreTraining(cfg).bert.embeddings.position_embeddings.weight.detach().double()
+    assert pos.std().item() == pytest.approx(0.1, rel=1e-5)
+    gram = pos[:64] @ pos[:64].T  # (P, P)
+    for k in (1, 2, 7):
+        diagonal = torch.diagonal(gram, offset=k)
+        assert (diagonal - diagonal[0]).abs().max() < 1e-6  # float32 storage
+    assert torch.diagonal(gram, 1)[0] > torch.diagonal(gram, 7)[0]  # neighbours are most alike
+    normal = BertForPreTraining(BertConfig.from_size("mini", vocab_size=300))
+    assert normal.bert.embeddings.position_embeddings.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    with pytest.raises(ValueError, match="position_init 'learned'"):
+        BertForPreTraining(BertConfig.from_size("tiny", vocab_size=300, position_init="learned"))
 
 
 def test_bare_encoder_checkpoint_into_pretraining_model(minilm_dir):

@@ -194,6 +194,10 @@ class ModelConfig(_Section):
     """Dropout on attention probabilities."""
     max_position_embeddings: int = Field(default=512, ge=8)
     """Longest sequence the position embeddings cover."""
+    position_init: Literal["normal", "sinusoidal"] = "normal"
+    """Position embeddings start as N(0, 0.02) (normal, the paper) or a scaled sin/cos table (sinusoidal: lets small CPU budgets leave the unigram plateau; docs/LOG.md)."""
+    position_init_std: float = Field(default=0.1, gt=0.0)
+    """Standard deviation of the sinusoidal start (word embeddings start at 0.02)."""
     init_from: str | None = None
     """Start pretraining from a Hugging Face BERT directory (or package:NAME) instead of random weights."""
 

@@ -37,7 +37,7 @@ from bertpipe.lit import FinetuningModule
 from bertpipe.model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification,
                             BertForTokenClassification)
 from bertpipe.outputs import atomic_dir, write_json
-from bertpipe.pretraining import resolve_precision
+from bertpipe.pretraining import encoder_config, resolve_precision
 from bertpipe.tasks.metrics import SequenceEvaluator, SquadEvaluator, TokenEvaluator
 from bertpipe.tasks.spec import TaskSpec, resolve_task
 from bertpipe.tokenizer import copy_tokenizer_files, load_existing, load_tokenizer, resolve_dir
@@ -78,10 +78,8 @@ def starting_point(init: str, pretrained_dir: str | Path | None, tokenizer_dir: 
 
 def scratch_config(model_cfg: ModelConfig, tokenizer_dir: str | Path) -> BertConfig:
     """The ``model`` section's architecture with the pipeline tokenizer's vocabulary."""
-    vocab = load_tokenizer(tokenizer_dir).get_vocab_size()
-    return BertConfig.from_size(model_cfg.size, vocab, hidden_dropout_prob=model_cfg.hidden_dropout_prob,
-                                attention_probs_dropout_prob=model_cfg.attention_probs_dropout_prob,
-                                max_position_embeddings=model_cfg.max_position_embeddings)
+    tok = load_tokenizer(tokenizer_dir)
+    return encoder_config(model_cfg, tok.get_vocab_size(), tok.token_to_id("[PAD]") or 0)
 
 
 def build_task_model(spec: TaskSpec, checkpoint: Path | None, scratch: BertConfig | None):
@@ -187,8 +185,8 @@ def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, wor
 # ------------------------------------------------------------------------------ one task
 
 
-TRAINING_CODE = ("finetuning.py", "model.py", "lit.py", "data.py", "optim.py", "tokenizer.py", "catalog.py",
-                 "tasks")
+TRAINING_CODE = ("finetuning.py", "pretraining.py", "model.py", "lit.py", "data.py", "optim.py",
+                 "tokenizer.py", "catalog.py", "tasks")
 """What a fine-tuning result depends on (also the finetune stage's code deps in dvc.yaml)."""
 
 

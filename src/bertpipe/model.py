@@ -16,6 +16,14 @@ Deviations from the original BERT, all deliberate:
   of a BERT-mini training step; and training-time attention with dropout runs
   the softmax/dropout/matmul explicitly, which is what SDPA's CPU path does in
   that case anyway. GPUs use ``F.dropout`` and fused SDPA kernels;
+* optionally (``position_init="sinusoidal"``, the demo preset), the learned position
+  embeddings *start* as Vaswani et al.'s sin/cos table scaled to ``position_init_std``
+  instead of N(0, 0.02); they are trained as usual and the checkpoint format is
+  unchanged. From N(0, 0.02), BERT-mini on the demo's 5 M tokens never learnt to use
+  the word next to the mask and predicted from the bag of words ("the [MASK] store"
+  -> ","); in the sin/cos table the similarity of two positions depends only on
+  their offset, so "the next token" is one linear map from the start (docs/LOG.md,
+  2026-11-22);
 * GELU is the exact erf form (as in Hugging Face), not the tanh approximation of
   the original TensorFlow code;
 * the encoder returns only the last layer (no per-layer hidden states or
@@ -70,6 +78,11 @@ class BertConfig:
     """Label names of a fine-tuned head (Hugging Face's field); None for pretraining."""
     problem_type: str | None = None
     """``regression`` or ``single_label_classification`` for sequence heads."""
+    position_init: str = "normal"
+    """How position embeddings start: ``normal`` (the paper) or ``sinusoidal`` (see the module
+    docstring). An initialisation recipe, not architecture: not written to config.json."""
+    position_init_std: float = 0.1
+    """Standard deviation the sin/cos table is scaled to (``sinusoidal`` only)."""
 
     @property
     def num_labels(self) -> int:
@@ -107,6 +120,7 @@ class BertConfig:
             d.pop("id2label")
         if self.problem_type is None:
             d.pop("problem_type")
+        d.pop("position_init"), d.pop("position_init_std")
         return d
 
 
@@ -122,6 +136,16 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     r = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_()  # uniform in [0, 32767]
     keep = r >= round(p * 32768)
     return x * keep * (1.0 / (1.0 - p))
+
+
+def sinusoid_table(positions: int, dim: int, std: float) -> torch.Tensor:
+    """Vaswani et al.'s table (sin on even, cos on odd features) scaled to standard deviation std."""
+    pos = torch.arange(positions, dtype=torch.float64)[:, None]  # (P, 1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return (table * (std / table.std())).float()  # (P, H)
 
 
 class Dropout(nn.Module):
@@ -291,6 +315,13 @@ class _Pretrained(nn.Module):
         for m in self.modules():
             if isinstance(m, BertLMPredictionHead):
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, BertEmbeddings) and self.config.position_init == "sinusoidal":
+                with torch.no_grad():
+                    m.position_embeddings.weight.copy_(
+                        sinusoid_table(*m.position_embeddings.weight.shape, self.config.position_init_std))
+            elif isinstance(m, BertEmbeddings) and self.config.position_init != "normal":
+                raise ValueError(f"position_init {self.config.position_init!r}: "
+                                 "choose 'normal' or 'sinusoidal'")
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, strict: bool = False, **config_overrides):

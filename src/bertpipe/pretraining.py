@@ -60,11 +60,16 @@ def build_model(model_cfg: ModelConfig, vocab_size: int, pad_id: int) -> BertFor
                 f"the tokenizer's {vocab_size}; set tokenizer.reuse_from to the same checkpoint"
             )
         return model
-    config = BertConfig.from_size(
+    return BertForPreTraining(encoder_config(model_cfg, vocab_size, pad_id))
+
+
+def encoder_config(model_cfg: ModelConfig, vocab_size: int, pad_id: int = 0) -> BertConfig:
+    """The ``model`` section as a BertConfig: what pretraining and the scratch baseline start from."""
+    return BertConfig.from_size(
         model_cfg.size, vocab_size, hidden_dropout_prob=model_cfg.hidden_dropout_prob,
         attention_probs_dropout_prob=model_cfg.attention_probs_dropout_prob,
-        max_position_embeddings=model_cfg.max_position_embeddings, pad_token_id=pad_id)
-    return BertForPreTraining(config)
+        max_position_embeddings=model_cfg.max_position_embeddings, pad_token_id=pad_id,
+        position_init=model_cfg.position_init, position_init_std=model_cfg.position_init_std)
 
 
 def unigram_baseline(data_dir: Path, not_eligible: np.ndarray) -> float:
