@@ -37,10 +37,10 @@ from bertpipe.lit import FinetuningModule
 from bertpipe.model import (BertConfig, BertForQuestionAnswering, BertForSequenceClassification,
                             BertForTokenClassification)
 from bertpipe.outputs import atomic_dir, write_json
-from bertpipe.pretraining import encoder_config, resolve_precision
 from bertpipe.tasks.metrics import SequenceEvaluator, SquadEvaluator, TokenEvaluator
 from bertpipe.tasks.spec import TaskSpec, resolve_task
 from bertpipe.tokenizer import copy_tokenizer_files, load_existing, load_tokenizer, resolve_dir
+from bertpipe.training_setup import encoder_config, resolve_precision
 
 log = logging.getLogger("bertpipe.finetuning")
 
@@ -185,7 +185,7 @@ def finetune_once(spec: TaskSpec, init: str, hp: FinetuneHParams, seed: int, wor
 # ------------------------------------------------------------------------------ one task
 
 
-TRAINING_CODE = ("finetuning.py", "pretraining.py", "model.py", "lit.py", "data.py", "optim.py",
+TRAINING_CODE = ("finetuning.py", "training_setup.py", "model.py", "lit.py", "data.py", "optim.py",
                  "tokenizer.py", "catalog.py", "tasks")
 """What a fine-tuning result depends on (also the finetune stage's code deps in dvc.yaml)."""
 

@@ -298,6 +298,9 @@ class _Pretrained(nn.Module):
 
     def init_weights(self) -> None:
         """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms."""
+        if self.config.position_init not in ("normal", "sinusoidal"):
+            raise ValueError(f"position_init {self.config.position_init!r}: "
+                             "choose 'normal' or 'sinusoidal'")
         std = self.config.initializer_range
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -315,13 +318,12 @@ class _Pretrained(nn.Module):
         for m in self.modules():
             if isinstance(m, BertLMPredictionHead):
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, BertEmbeddings) and self.config.position_init == "sinusoidal":
-                with torch.no_grad():
-                    m.position_embeddings.weight.copy_(
-                        sinusoid_table(*m.position_embeddings.weight.shape, self.config.position_init_std))
-            elif isinstance(m, BertEmbeddings) and self.config.position_init != "normal":
-                raise ValueError(f"position_init {self.config.position_init!r}: "
-                                 "choose 'normal' or 'sinusoidal'")
+        if self.config.position_init == "sinusoidal":
+            for m in self.modules():
+                if isinstance(m, BertEmbeddings):
+                    table = m.position_embeddings.weight
+                    with torch.no_grad():
+                        table.copy_(sinusoid_table(*table.shape, self.config.position_init_std))
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, strict: bool = False, **config_overrides):
@@ -348,7 +350,9 @@ class _Pretrained(nn.Module):
         own = self.state_dict()
         renamed: dict[str, torch.Tensor] = {}
         for key, value in state.items():
-            key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+            # TF-era checkpoints name LayerNorm parameters gamma/beta
+            key = key.replace("LayerNorm.gamma", "LayerNorm.weight")
+            key = key.replace("LayerNorm.beta", "LayerNorm.bias")
             if key.endswith("position_ids"):
                 continue  # a buffer in older transformers, not a parameter
             if key not in own and self.prefix and not key.startswith(self.prefix) \

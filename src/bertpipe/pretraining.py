@@ -32,22 +32,12 @@ from bertpipe.config import ModelConfig, PretrainConfig, TrackingConfig
 from bertpipe.data import PretrainDataModule
 from bertpipe.fingerprints import code_identity
 from bertpipe.lit import PretrainingModule
-from bertpipe.model import BertConfig, BertForPreTraining, CheckpointError
+from bertpipe.model import BertForPreTraining, CheckpointError
 from bertpipe.outputs import atomic_dir, write_json
 from bertpipe.tokenizer import copy_tokenizer_files, load_tokenizer, resolve_dir
+from bertpipe.training_setup import encoder_config, resolve_precision
 
 log = logging.getLogger(__name__)
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto``: bf16-mixed where the hardware runs bf16 fast, else 32-true."""
-    if precision != "auto":
-        return precision
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
-    if accelerator == "tpu":
-        return "bf16-true"
-    return "bf16-mixed" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "32-true"
 
 
 def build_model(model_cfg: ModelConfig, vocab_size: int, pad_id: int) -> BertForPreTraining:
@@ -61,15 +51,6 @@ def build_model(model_cfg: ModelConfig, vocab_size: int, pad_id: int) -> BertFor
             )
         return model
     return BertForPreTraining(encoder_config(model_cfg, vocab_size, pad_id))
-
-
-def encoder_config(model_cfg: ModelConfig, vocab_size: int, pad_id: int = 0) -> BertConfig:
-    """The ``model`` section as a BertConfig: what pretraining and the scratch baseline start from."""
-    return BertConfig.from_size(
-        model_cfg.size, vocab_size, hidden_dropout_prob=model_cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=model_cfg.attention_probs_dropout_prob,
-        max_position_embeddings=model_cfg.max_position_embeddings, pad_token_id=pad_id,
-        position_init=model_cfg.position_init, position_init_std=model_cfg.position_init_std)
 
 
 def unigram_baseline(data_dir: Path, not_eligible: np.ndarray) -> float:
@@ -93,8 +74,8 @@ def _fingerprint(model_cfg, cfg, meta) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-PRETRAINING_CODE = ("pretraining.py", "model.py", "lit.py", "data.py", "masking.py", "optim.py",
-                    "callbacks.py")
+PRETRAINING_CODE = ("pretraining.py", "training_setup.py", "model.py", "lit.py", "data.py",
+                    "masking.py", "optim.py", "callbacks.py")
 """What a pretraining result depends on besides params and data (the pretrain stage's code deps)."""
 
 
