@@ -108,8 +108,8 @@ def test_preset_scales():
                for key in defaults[section] if demo[section][key] != defaults[section][key]}
     assert changed == {("pretrain_data", "max_seq_length"), ("pretrain_data", "masking"),
                        ("model", "hidden_dropout_prob"), ("model", "attention_probs_dropout_prob"),
-                       ("model", "position_init"), ("pretrain", "batch_size"), ("pretrain", "max_steps"),
-                       ("pretrain", "warmup_steps"), ("pretrain", "val_every_n_steps")}
+                       ("model", "position_init"), ("pretrain", "batch_size"),
+                       ("pretrain", "val_every_n_steps")}
     # base keeps the paper's recipe.
     assert base["model"]["position_init"] == "normal" and base["model"]["hidden_dropout_prob"] == 0.1
     assert base["pretrain_data"]["masking"]["mlm_probability"] == 0.15
