@@ -120,7 +120,7 @@ class BertConfig:
             d.pop("id2label")
         if self.problem_type is None:
             d.pop("problem_type")
-        d.pop("position_init"), d.pop("position_init_std")
+        del d["position_init"], d["position_init_std"]
         return d
 
 

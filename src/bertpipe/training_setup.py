@@ -14,7 +14,7 @@ from bertpipe.config import ModelConfig
 from bertpipe.model import BertConfig
 
 
-def encoder_config(model_cfg: ModelConfig, vocab_size: int, pad_id: int = 0) -> BertConfig:
+def encoder_config(model_cfg: ModelConfig, vocab_size: int, pad_id: int) -> BertConfig:
     """The ``model`` section's architecture with a tokenizer's vocabulary size and [PAD] id."""
     return BertConfig.from_size(
         model_cfg.size, vocab_size, hidden_dropout_prob=model_cfg.hidden_dropout_prob,
