@@ -1,12 +1,15 @@
 # Two commands for a newcomer (see README):
 #   make run    set everything up, then run the whole pipeline at the scale in params.yaml
 #   make test   set everything up, then run the test suite
-# Everything installs from requirements.lock (exact versions) into .venv.
+#   make lint   ruff (lint + format check) and mypy, as CI runs them before the tests
+#   make test-unit  the tests that need neither the dataset mirror nor training (< 2 minutes)
+# Everything installs from requirements.lock (runtime) + requirements-dev.lock (tests, linters),
+# exact versions, into .venv.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
 # Data: an air-gapped mirror when one sits beside the checkout (../shared/data), or beside the
 # repository it was cloned from (a clean CI clone in a temporary directory); else the hub.
@@ -24,16 +27,16 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 
-.PHONY: setup run test prefect-local deploy bench-data clean-venv
+.PHONY: setup run test test-unit lint print-mirror prefect-local deploy bench-data clean-venv
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	# (grep drops pip's "Location ... is ignored" noise from this machine's index settings)
-	set -o pipefail; $(VENV)/bin/pip install --quiet --requirement requirements.lock 2>&1 \
-	  | { grep -v 'is neither a file nor a directory' || true; }
+	set -o pipefail; $(VENV)/bin/pip install --quiet --requirement requirements.lock \
+	  --requirement requirements-dev.lock 2>&1 | { grep -v 'is neither a file nor a directory' || true; }
 	$(VENV)/bin/pip install --quiet --no-deps --editable .
 	touch $@
 
@@ -41,9 +44,19 @@ run: setup
 	$(VENV)/bin/bertpipe run
 
 # Tests never touch the network: hub access is off, the mirror is ../shared/data.
+TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 test: setup
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(TEST_ENV) $(VENV)/bin/python -m pytest -m "not mirror and not slow and not minutes" $(PYTEST_ARGS)
+
+# The rule set is in pyproject.toml ([tool.ruff], [tool.mypy]); pre-commit runs the same.
+LINTED := src flows tests bench infra
+lint: setup
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
 
 # A local Prefect server (background, http://127.0.0.1:4200) and a process worker (foreground).
 prefect-local: setup
@@ -61,3 +74,7 @@ bench-data: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The dataset mirror the targets above use (empty when there is none).
+print-mirror:
+	@echo "$(BERTPIPE_DATA_MIRROR)"

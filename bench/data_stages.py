@@ -14,6 +14,7 @@ every source file (the I/O floor any corpus build pays).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import lzma
 import os
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from bertpipe import catalog
-from bertpipe.config import load_params, render_params, preset_values
+from bertpipe.config import load_params, preset_values, render_params
+from bertpipe.data import catalog
 
 BUDGET_S, BUDGET_RSS = 600.0, 4 * 1024**3
 
@@ -34,10 +35,8 @@ BUDGET_S, BUDGET_RSS = 600.0, 4 * 1024**3
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -82,13 +81,42 @@ def main() -> None:
     print(f"reference: read + parse all source files: {ref_s:.1f} s, {ref_chars / 1e6:.1f} M chars")
 
     stages = [
-        ("corpus", ["bertpipe.stages.corpus", "--out", "data/corpus",
-                    "--stats", "metrics/corpus_stats.json"]),
-        ("tokenizer", ["bertpipe.stages.tokenizer", "--corpus", "data/corpus", "--out",
-                       "models/tokenizer", "--stats", "metrics/tokenizer_stats.json"]),
-        ("pretrain_data", ["bertpipe.stages.pretrain_data", "--corpus", "data/corpus",
-                           "--tokenizer", "models/tokenizer", "--out", "data/pretrain",
-                           "--stats", "metrics/pretrain_data_stats.json"]),
+        (
+            "corpus",
+            [
+                "bertpipe.stages.corpus",
+                "--out",
+                "data/corpus",
+                "--stats",
+                "metrics/corpus_stats.json",
+            ],
+        ),
+        (
+            "tokenizer",
+            [
+                "bertpipe.stages.tokenizer",
+                "--corpus",
+                "data/corpus",
+                "--out",
+                "models/tokenizer",
+                "--stats",
+                "metrics/tokenizer_stats.json",
+            ],
+        ),
+        (
+            "pretrain_data",
+            [
+                "bertpipe.stages.pretrain_data",
+                "--corpus",
+                "data/corpus",
+                "--tokenizer",
+                "models/tokenizer",
+                "--out",
+                "data/pretrain",
+                "--stats",
+                "metrics/pretrain_data_stats.json",
+            ],
+        ),
     ]
     total_s, peak = 0.0, 0
     rows = []
@@ -100,9 +128,11 @@ def main() -> None:
     corpus = json.loads((work / "metrics/corpus_stats.json").read_text())["total"]
     pdata = json.loads((work / "metrics/pretrain_data_stats.json").read_text())
 
-    print(f"\npreset {a.preset}: {corpus['characters'] / 1e6:.1f} M chars kept, "
-          f"{corpus['documents']} documents, {pdata['train']['instances']} train instances, "
-          f"{pdata['train']['tokens'] / 1e6:.1f} M tokens")
+    print(
+        f"\npreset {a.preset}: {corpus['characters'] / 1e6:.1f} M chars kept, "
+        f"{corpus['documents']} documents, {pdata['train']['instances']} train instances, "
+        f"{pdata['train']['tokens'] / 1e6:.1f} M tokens"
+    )
     print(f"{'stage':15s} {'wall s':>8s} {'peak RSS GiB':>13s}")
     for name, s, rss in rows:
         print(f"{name:15s} {s:8.1f} {rss / 1024**3:13.2f}")

@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from bertpipe.model import BertConfig, BertForPreTraining, flops_per_token
-from bertpipe.optim import build_optimizer
+from bertpipe.models.bert import BertConfig, BertForPreTraining, flops_per_token
+from bertpipe.training.optim import build_optimizer
 
 
 def make_batch(B: int, T: int, vocab: int, mlm_prob: float, device, seed: int = 0) -> dict:
@@ -39,9 +39,16 @@ def make_batch(B: int, T: int, vocab: int, mlm_prob: float, device, seed: int = 
         labels[r, pos] = ids[r, pos]
         ids[r, pos] = 4
     nsp = torch.randint(0, 2, (B,), generator=g)
-    return {k: v.to(device) for k, v in dict(input_ids=ids, token_type_ids=types,
-                                              attention_mask=torch.ones_like(ids), mlm_labels=labels,
-                                              nsp_labels=nsp).items()}
+    return {
+        k: v.to(device)
+        for k, v in dict(
+            input_ids=ids,
+            token_type_ids=types,
+            attention_mask=torch.ones_like(ids),
+            mlm_labels=labels,
+            nsp_labels=nsp,
+        ).items()
+    }
 
 
 def timed_step(step_fn, device) -> float:
@@ -78,10 +85,14 @@ def main() -> None:
     ours_fwd = torch.compile(ours) if a.compile else ours
     opt_o = build_optimizer(ours, "adamw", 1e-4, 0.01, (0.9, 0.999), 1e-6, fused=True)
 
-    hf_cfg = transformers.BertConfig(vocab_size=a.vocab, hidden_size=cfg.hidden_size,
-                                     num_hidden_layers=cfg.num_hidden_layers,
-                                     num_attention_heads=cfg.num_attention_heads,
-                                     intermediate_size=cfg.intermediate_size, attn_implementation="sdpa")
+    hf_cfg = transformers.BertConfig(
+        vocab_size=a.vocab,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        attn_implementation="sdpa",
+    )
     theirs = transformers.BertForPreTraining(hf_cfg).to(device).train()
     opt_t = torch.optim.AdamW(theirs.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
 
@@ -95,16 +106,27 @@ def main() -> None:
     def step_theirs(precision):
         ctx = bf16 if precision == "bf16" else contextlib.nullcontext()
         with ctx:
-            out = theirs(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
-                         attention_mask=batch["attention_mask"], labels=batch["mlm_labels"],
-                         next_sentence_label=batch["nsp_labels"])
+            out = theirs(
+                input_ids=batch["input_ids"],
+                token_type_ids=batch["token_type_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["mlm_labels"],
+                next_sentence_label=batch["nsp_labels"],
+            )
         out.loss.backward()
         opt_t.step()
         opt_t.zero_grad(set_to_none=True)
 
-    times: dict[str, list[float]] = {"ours bf16": [], "transformers fp32": [], "transformers bf16": []}
-    fns = {"ours bf16": step_ours, "transformers fp32": lambda: step_theirs("fp32"),
-           "transformers bf16": lambda: step_theirs("bf16")}
+    times: dict[str, list[float]] = {
+        "ours bf16": [],
+        "transformers fp32": [],
+        "transformers bf16": [],
+    }
+    fns = {
+        "ours bf16": step_ours,
+        "transformers fp32": lambda: step_theirs("fp32"),
+        "transformers bf16": lambda: step_theirs("bf16"),
+    }
     for i in range(a.warmup + a.steps):
         for name, fn in fns.items():
             t = timed_step(fn, device)
@@ -114,12 +136,16 @@ def main() -> None:
     tokens = a.batch * a.seq
     rates = {k: tokens / statistics.median(v) for k, v in times.items()}
     ref_name = max(("transformers fp32", "transformers bf16"), key=rates.get)
-    print(f"BERT-{a.size} (L{cfg.num_hidden_layers} H{cfg.hidden_size}), vocab {a.vocab}, "
-          f"batch {a.batch} x seq {a.seq}, {a.steps} timed steps each, device {device}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"BERT-{a.size} (L{cfg.num_hidden_layers} H{cfg.hidden_size}), vocab {a.vocab}, "
+        f"batch {a.batch} x seq {a.seq}, {a.steps} timed steps each, device {device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for k, v in rates.items():
         print(f"  {k:18s} {v:10.0f} tokens/s")
-    print(f"ratio ours / {ref_name} (transformers' best): {rates['ours bf16'] / rates[ref_name]:.2f}x")
+    print(
+        f"ratio ours / {ref_name} (transformers' best): {rates['ours bf16'] / rates[ref_name]:.2f}x"
+    )
     if device.type == "cuda":
         fpt = flops_per_token(cfg, a.seq, 0.15)
         for k, v in rates.items():

@@ -1,13 +1,15 @@
 """Prefect flow ``pipeline``: the DVC DAG as Prefect tasks, then model promotion.
 
 Parameters: a preset and ``section.key=value`` overrides (written to params.yaml
-first, as ``bertpipe preset`` does). Stages run in DAG order, one task per DVC
-stage; the ``finetune@TASK`` stages fan out concurrently; unchanged stages are
-skipped by DVC and reported as such. With a DVC remote configured the flow pulls
-before and pushes after. The MLflow parent run is created here and passed to the
-stages (``BERTPIPE_PIPELINE_RUN_ID``), so fine-tuning and evaluation nest under it.
-After evaluation the pretrained model and each fine-tuned model are registered;
-the ``champion`` alias moves only to a model that beats the current one.
+first, as ``bertpipe preset`` does). The stages and their order come from DVC's
+own graph (``flows/dag.py``): one task per stage, generation by generation, the
+stages of one generation (the ``finetune@TASK`` fan-out) concurrently, at most
+``max_parallel`` at a time; unchanged stages are skipped by DVC and reported as
+such. With a DVC remote configured the flow pulls before and pushes after. The
+MLflow parent run is created here and passed to the stages
+(``BERTPIPE_PIPELINE_RUN_ID``), so fine-tuning and evaluation nest under it. After
+evaluation the trained models are registered (``bertpipe.evaluation.promotion``
+says which and by which score); ``champion`` moves only to a better one.
 
     python -m flows.pipeline --preset tiny
 """
@@ -21,37 +23,77 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, as_completed
 
-from flows.tasks import changed_stages, dvc_sync, run_stage, run_stage_concurrently, write_params
-
-SEQUENTIAL = ("corpus", "tokenizer", "pretrain_data", "pretrain")
+from flows.dag import default_parallelism, stage_generations
+from flows.results import results_markdown
+from flows.stage_tasks import (
+    changed_stages,
+    dvc_sync,
+    run_stage,
+    run_stage_concurrently,
+    write_params,
+)
 
 
 @task
 def promote(workdir: str, run_id: str) -> list[dict]:
-    """Register the pretrained model (metric: GLUE average of the 'pretrained' init) and every
-    fine-tuned model (metric: its task's median dev score); ``champion`` moves only on a win."""
+    """Register every candidate model; ``champion`` moves only on a win."""
     from bertpipe import tracking
+    from bertpipe.evaluation.promotion import candidates
 
-    root = Path(workdir)
-    report = json.loads((root / "reports/metrics.json").read_text())
-    done = []
-    glue = report.get("glue_average", {}).get("pretrained")
-    if glue is not None and (root / "models/pretrained").is_dir():
-        done.append({"model": "bertpipe-pretrained", **tracking.register_and_promote(
-            run_id, root / "models/pretrained", "bertpipe-pretrained", "glue_average", glue)})
-    for task_name, scores in report.get("tasks", {}).items():
-        model_dir = root / "results/finetune" / task_name / "model"
-        if "pretrained" in scores and model_dir.is_dir():
-            name = f"bertpipe-{task_name}"
-            done.append({"model": name, **tracking.register_and_promote(
-                run_id, model_dir, name, "dev_score", scores["pretrained"])})
-    return done
+    return [
+        {
+            "model": c.name,
+            **tracking.register_and_promote(run_id, c.model_dir, c.name, c.metric, c.value),
+        }
+        for c in candidates(workdir)
+    ]
+
+
+def run_dag(workdir: str, env: dict, max_parallel: int) -> list[dict]:
+    """Every stage of ``dvc.yaml`` in DAG order; ``{"stage", "ran"}`` each."""
+    generations = stage_generations(workdir)
+    if not changed_stages(workdir):
+        # Nothing changed anywhere: one `dvc status` instead of a `dvc repro` per stage.
+        return [{"stage": s, "ran": False} for gen in generations for s in gen]
+    results: list[dict] = []
+    for gen in generations:
+        if len(gen) == 1:
+            results.append(run_stage(gen[0], workdir, env))
+            continue
+        # A bounded window: a new stage starts when one of the running ones finishes. After a
+        # failure no new stage starts, the running ones finish, then the failure is raised.
+        done: dict[str, dict] = {}
+        running: list[PrefectFuture] = []
+        todo = list(gen)
+        failure: Exception | None = None
+        while todo or running:
+            while todo and failure is None and len(running) < max_parallel:
+                running.append(run_stage_concurrently.submit(todo.pop(0), workdir, env))
+            if not running:
+                break
+            finished = next(as_completed(running))
+            running.remove(finished)
+            try:
+                result = finished.result()
+            except Exception as e:
+                failure = failure or e
+                continue
+            done[result["stage"]] = result
+        if failure is not None:
+            raise failure
+        results += [done[s] for s in gen]
+    return results
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline(preset: str | None = None, overrides: list[str] | None = None, workdir: str = ".") -> dict:
+def pipeline(
+    preset: str | None = None,
+    overrides: list[str] | None = None,
+    workdir: str = ".",
+    max_parallel: int | None = None,
+) -> dict:
     from bertpipe import tracking
     from bertpipe.config import load_params
 
@@ -59,47 +101,51 @@ def pipeline(preset: str | None = None, overrides: list[str] | None = None, work
     params_path = write_params(preset, list(overrides or []), workdir)
     params = load_params(params_path)
     pulled = dvc_sync("pull", workdir)
-    run_id = tracking.start_pipeline_run(params.tracking.experiment,
-                                         {"preset": params.preset, "overrides": ",".join(overrides or [])})
-    env = {"BERTPIPE_PIPELINE_RUN_ID": run_id}
-    stages = [*SEQUENTIAL, *(f"finetune@{t}" for t in params.finetune.tasks), "evaluate"]
-    if not changed_stages(workdir):
-        # Nothing changed anywhere: one `dvc status` instead of a `dvc repro` per stage.
-        results = [{"stage": s, "ran": False} for s in stages]
-    else:
-        results = [run_stage(stage, workdir, env) for stage in SEQUENTIAL]
-        futures = [run_stage_concurrently.submit(f"finetune@{t}", workdir, env) for t in params.finetune.tasks]
-        wait(futures)
-        results += [f.result() for f in futures]
-        results.append(run_stage("evaluate", workdir, env))
+    run_id = tracking.start_pipeline_run(
+        params.tracking.experiment,
+        {"preset": params.preset, "overrides": ",".join(overrides or [])},
+    )
+    results = run_dag(
+        workdir, {"BERTPIPE_PIPELINE_RUN_ID": run_id}, max_parallel or default_parallelism()
+    )
     # Unchanged outputs are the models registered last time: no new versions for them.
     promoted = promote(workdir, run_id) if any(r["ran"] for r in results) else []
     pushed = dvc_sync("push", workdir)
 
     report = json.loads((Path(workdir) / "reports/metrics.json").read_text())
-    lines = ["| stage | ran |", "|---|---|"] + [f"| {r['stage']} | {'ran' if r['ran'] else 'skipped (unchanged)'} |"
-                                                for r in results]
-    lines += ["", "| task | " + " | ".join(params.finetune.inits) + " |", "|---|" + "---|" * len(params.finetune.inits)]
-    for name, scores in report["tasks"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{scores.get(i, float('nan')):.1f}" for i in scores) + " |")
-    lines += ["", f"GLUE average: {report['glue_average']}", f"Skipped: {sorted(report['skipped'])}",
-              "", "| registered model | version | champion |", "|---|---|---|"]
-    lines += [f"| {p['model']} | {p['version']} | {'yes' if p['promoted'] else 'no'} |" for p in promoted]
-    url = tracking.run_url(run_id)
-    lines += ["", f"MLflow run: [{run_id}]({url})"]
-    create_markdown_artifact("\n".join(lines), key="bertpipe-results", description="pipeline results")
-    return {"stages": results, "mlflow_run_id": run_id, "promoted": promoted, "pulled": pulled, "pushed": pushed}
+    create_markdown_artifact(
+        results_markdown(results, report, promoted, tracking.run_url(run_id), run_id),
+        key="bertpipe-results",
+        description="pipeline results",
+    )
+    return {
+        "stages": results,
+        "mlflow_run_id": run_id,
+        "promoted": promoted,
+        "pulled": pulled,
+        "pushed": pushed,
+    }
 
 
 def main() -> None:
+    from bertpipe.config import PRESETS
+
     p = argparse.ArgumentParser(description="Run the bertpipe DAG as a Prefect flow.")
-    p.add_argument("--preset", choices=["tiny", "demo", "base", "large"])
+    p.add_argument("--preset", choices=PRESETS)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--workdir", default=os.getcwd())
-    p.add_argument("--result", help="also write the flow's result (stages run/skipped, MLflow run, "
-                                    "registered models) to this JSON file")
+    p.add_argument(
+        "--max-parallel",
+        type=int,
+        help="stages of one generation run at once (default: cores / OMP_NUM_THREADS)",
+    )
+    p.add_argument(
+        "--result",
+        help="also write the flow's result (stages run/skipped, MLflow run, "
+        "registered models) to this JSON file",
+    )
     a = p.parse_args()
-    out = pipeline(a.preset, a.set, a.workdir)
+    out = pipeline(a.preset, a.set, a.workdir, a.max_parallel)
     if a.result:
         Path(a.result).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

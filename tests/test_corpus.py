@@ -10,8 +10,8 @@ import tracemalloc
 import pytest
 
 from bertpipe.config import CorpusConfig, SourceConfig
-from bertpipe.corpus import build_corpus, clean_document, strip_gutenberg
-from bertpipe.readers import SourceError
+from bertpipe.data.corpus import build_corpus, clean_document, strip_gutenberg
+from bertpipe.data.readers import SourceError
 
 
 def cfg(*sources, **kw) -> CorpusConfig:
@@ -29,17 +29,21 @@ def read_docs(folder):
 
 
 def test_gutenberg_header_and_footer_are_stripped():
-    text = ("The Project Gutenberg eBook of X\nlicence blah\n"
-            "*** START OF THE PROJECT GUTENBERG EBOOK X ***\nCall me Ishmael. Some years ago.\n"
-            "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nMore licence.\n")
+    text = (
+        "The Project Gutenberg eBook of X\nlicence blah\n"
+        "*** START OF THE PROJECT GUTENBERG EBOOK X ***\nCall me Ishmael. Some years ago.\n"
+        "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nMore licence.\n"
+    )
     body, stripped = strip_gutenberg(text)
     assert stripped and body.strip() == "Call me Ishmael. Some years ago."
     assert strip_gutenberg("no markers here")[1] is False
 
 
 def test_cleaning_exact_sentences():
-    raw = ("Caf\u0065\u0301 society met <b>daily</b> at the [[Paris|capital]]{{citation needed}}. "
-           "It was &quot;grand&quot;.\r\n\r\nA new para\ngraph wraps\x07 here.  Then Mr. Smith agreed.")
+    raw = (
+        "Caf\u0065\u0301 society met <b>daily</b> at the [[Paris|capital]]{{citation needed}}. "
+        "It was &quot;grand&quot;.\r\n\r\nA new para\ngraph wraps\x07 here.  Then Mr. Smith agreed."
+    )
     out = clean_document(raw, CorpusConfig(min_doc_words=1))
     assert out.sentences == [
         "Caf\u00e9 society met daily at the capital.",  # NFC: e + combining acute -> é
@@ -69,9 +73,16 @@ def test_layout_dedup_holdout_and_stats(tmp_path):
         + ["", "Too short."]
     )
     (tmp_path / "in.txt").write_text(body)
-    stats = build_corpus(cfg(SourceConfig(path=str(tmp_path / "in.txt")), valid_fraction=0.1,
-                             min_doc_words=4, min_docs_per_shard=2, shard_chars=1000),
-                         tmp_path / "out")
+    stats = build_corpus(
+        cfg(
+            SourceConfig(path=str(tmp_path / "in.txt")),
+            valid_fraction=0.1,
+            min_doc_words=4,
+            min_docs_per_shard=2,
+            shard_chars=1000,
+        ),
+        tmp_path / "out",
+    )
     st = stats["sources"][str(tmp_path / "in.txt")]
     assert st["documents"] == 40 and st["dropped"] == {"duplicate": 2, "too_short": 1}
     train, valid = read_docs(tmp_path / "out/train"), read_docs(tmp_path / "out/valid")
@@ -89,8 +100,10 @@ def test_per_source_cap(mirror, tmp_path):
 
 def test_invalid_utf8_is_replaced_and_counted(tmp_path):
     p = tmp_path / "bad.txt"
-    p.write_bytes(b"A fine first document with enough words.\n\n"
-                  b"Second doc has a bad byte \xff\xfe right here but is mostly fine text.\n")
+    p.write_bytes(
+        b"A fine first document with enough words.\n\n"
+        b"Second doc has a bad byte \xff\xfe right here but is mostly fine text.\n"
+    )
     stats = build_corpus(cfg(SourceConfig(path=str(p))), tmp_path / "out")
     st = stats["sources"][str(p)]
     assert st["dropped"]["invalid_utf8_lines"] == 1
@@ -102,8 +115,12 @@ def test_invalid_utf8_is_replaced_and_counted(tmp_path):
 def test_binary_garbage_is_dropped_and_counted(tmp_path):
     p = tmp_path / "garbage.bin.txt"
     p.write_bytes(b"Real words make a real document here.\n\n" + os.urandom(20_000) + b"\n")
-    stats = build_corpus(cfg(SourceConfig(path=str(p), doc_separator="file"),
-                             SourceConfig(path=str(p), name="again")), tmp_path / "out")
+    stats = build_corpus(
+        cfg(
+            SourceConfig(path=str(p), doc_separator="file"), SourceConfig(path=str(p), name="again")
+        ),
+        tmp_path / "out",
+    )
     st = stats["sources"][str(p)]
     assert st["dropped"]["binary"] == 1 and st["documents"] == 0
 
@@ -116,13 +133,18 @@ def test_a_single_5mb_line(tmp_path):
     st = stats["sources"][str(p)]
     assert st["documents"] == 1 and st["long_sentences_dropped"] >= 1
     assert st["dropped"] == {"empty": 1}
-    assert max(len(l) for l in (tmp_path / "out/train/shard-00000.txt").read_text().splitlines()) < 2000
+    assert (
+        max(len(line) for line in (tmp_path / "out/train/shard-00000.txt").read_text().splitlines())
+        < 2000
+    )
 
 
 def test_empty_documents_and_bad_json_lines(tmp_path):
     p = tmp_path / "docs.jsonl"
-    p.write_text('{"text": "A perfectly normal document with words."}\n'
-                 '{"text": ""}\n{"text": "   \\n\\n  "}\n{not json\n{"body": "no text field"}\n')
+    p.write_text(
+        '{"text": "A perfectly normal document with words."}\n'
+        '{"text": ""}\n{"text": "   \\n\\n  "}\n{not json\n{"body": "no text field"}\n'
+    )
     stats = build_corpus(cfg(SourceConfig(path=str(p))), tmp_path / "out")
     st = stats["sources"][str(p)]
     assert st["documents"] == 1
@@ -135,8 +157,10 @@ def test_missing_file_is_a_clear_error_and_keeps_previous_output(tmp_path):
     build_corpus(cfg(SourceConfig(path=str(good))), tmp_path / "out")
     before = (tmp_path / "out/train/shard-00000.txt").read_bytes()
     with pytest.raises(SourceError, match=r"missing\.txt.*no such file.*corpus.sources"):
-        build_corpus(cfg(SourceConfig(path=str(good)), SourceConfig(path=str(tmp_path / "missing.txt"))),
-                     tmp_path / "out")
+        build_corpus(
+            cfg(SourceConfig(path=str(good)), SourceConfig(path=str(tmp_path / "missing.txt"))),
+            tmp_path / "out",
+        )
     assert (tmp_path / "out/train/shard-00000.txt").read_bytes() == before
     assert not list(tmp_path.glob(".out.partial"))
 
@@ -147,11 +171,17 @@ def test_glob_and_parquet_sources(tmp_path):
 
     for i in range(3):
         (tmp_path / f"part{i}.txt").write_text(f"Text file {i} has one short document.\n")
-    pq.write_table(pa.table({"body": ["A parquet document with words.", "Another parquet one here."]}),
-                   tmp_path / "x.parquet")
-    stats = build_corpus(cfg(SourceConfig(path=str(tmp_path / "part*.txt")),
-                             SourceConfig(path=str(tmp_path / "x.parquet"), text_field="body")),
-                         tmp_path / "out")
+    pq.write_table(
+        pa.table({"body": ["A parquet document with words.", "Another parquet one here."]}),
+        tmp_path / "x.parquet",
+    )
+    stats = build_corpus(
+        cfg(
+            SourceConfig(path=str(tmp_path / "part*.txt")),
+            SourceConfig(path=str(tmp_path / "x.parquet"), text_field="body"),
+        ),
+        tmp_path / "out",
+    )
     assert [s["documents"] for s in stats["sources"].values()] == [3, 2]
 
 
@@ -167,6 +197,7 @@ def test_parallel_output_equals_in_process(tmp_path, mirror):
 
 def test_streaming_memory_does_not_grow_with_corpus(tmp_path):
     para = "This sentence is about streaming corpora. " * 20
+
     def make(n):
         p = tmp_path / f"c{n}.txt"
         with open(p, "w") as f:

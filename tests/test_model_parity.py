@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 
-from bertpipe.model import BertConfig, BertForPreTraining, BertModel
+from bertpipe.models import bert as ours_mod
+from bertpipe.models.bert import BertConfig, BertForPreTraining, BertModel
+from bertpipe.models.bert_checkpoint import load, save
 from conftest import real_sentences
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
-def minilm_batch(minilm_dir):
-    from bertpipe.tokenizer import load_existing
+def minilm_batch(minilm_dir, mirror):
+    from bertpipe.data.tokenizer import load_existing
 
     tok = load_existing(str(minilm_dir))
     sentences = real_sentences(8)
@@ -32,9 +33,11 @@ def minilm_batch(minilm_dir):
 
 def test_minilm_real_weights_match_transformers(minilm_dir, minilm_batch):
     ids, types, mask = minilm_batch
-    ours = BertModel.from_pretrained(minilm_dir).eval()
+    ours = load(BertModel, minilm_dir).eval()
     assert ours.loading_info == {"missing_keys": [], "unexpected_keys": []}
-    ref = transformers.BertModel.from_pretrained(str(minilm_dir), attn_implementation="eager").eval()
+    ref = transformers.BertModel.from_pretrained(
+        str(minilm_dir), attn_implementation="eager"
+    ).eval()
     with torch.no_grad():
         a = ours(ids, types, mask)
         b = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
@@ -45,16 +48,21 @@ def test_minilm_real_weights_match_transformers(minilm_dir, minilm_batch):
 
 def random_hf_pretraining(vocab=1000):
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=vocab, hidden_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=256,
-                                  attn_implementation="eager")
+    cfg = transformers.BertConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        attn_implementation="eager",
+    )
     return transformers.BertForPreTraining(cfg).eval()
 
 
 def test_random_pretraining_model_converts_with_identical_outputs(tmp_path):
     ref = random_hf_pretraining()
     ref.save_pretrained(tmp_path / "hf")
-    ours = BertForPreTraining.from_pretrained(tmp_path / "hf").eval()
+    ours = load(BertForPreTraining, tmp_path / "hf").eval()
     assert ours.loading_info["missing_keys"] == []
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(5, 1000, (4, 24), generator=g)
@@ -67,8 +75,13 @@ def test_random_pretraining_model_converts_with_identical_outputs(tmp_path):
     nsp = torch.tensor([0, 1, 1, 0])
     with torch.no_grad():
         o = ours(ids, types, mask, mlm_labels=labels, nsp_labels=nsp)
-        r = ref(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels,
-                next_sentence_label=nsp)
+        r = ref(
+            input_ids=ids,
+            token_type_ids=types,
+            attention_mask=mask,
+            labels=labels,
+            next_sentence_label=nsp,
+        )
     sel = labels != -100
     assert (o.mlm_logits - r.prediction_logits[sel]).abs().max() <= 1e-5
     assert (o.nsp_logits - r.seq_relationship_logits).abs().max() <= 1e-5
@@ -80,21 +93,26 @@ def test_our_export_loads_in_transformers_with_same_outputs(tmp_path, position_i
     cfg = BertConfig.from_size("tiny", vocab_size=500, position_init=position_init)
     torch.manual_seed(3)
     ours = BertForPreTraining(cfg).eval()
-    ours.save_pretrained(tmp_path / "ours")
+    save(ours, tmp_path / "ours")
     ids = torch.randint(5, 500, (2, 16))
     with torch.no_grad():
         a = ours(ids)
         for auto in (transformers.AutoModelForPreTraining, transformers.AutoModelForMaskedLM):
             ref = auto.from_pretrained(str(tmp_path / "ours"), attn_implementation="eager").eval()
-            logits = ref(input_ids=ids).logits if auto is transformers.AutoModelForMaskedLM \
+            logits = (
+                ref(input_ids=ids).logits
+                if auto is transformers.AutoModelForMaskedLM
                 else ref(input_ids=ids).prediction_logits
+            )
             assert (a.mlm_logits - logits).abs().max() <= 1e-5
         enc = transformers.AutoModel.from_pretrained(str(tmp_path / "ours")).eval()
-        assert (ours.bert(ids).last_hidden_state - enc(input_ids=ids).last_hidden_state).abs().max() <= 1e-5
+        assert (
+            ours.bert(ids).last_hidden_state - enc(input_ids=ids).last_hidden_state
+        ).abs().max() <= 1e-5
     # The init recipe is not architecture: transformers' config never sees it.
     assert "position_init" not in (tmp_path / "ours" / "config.json").read_text()
     # And back: ours -> disk -> ours is exact.
-    again = BertForPreTraining.from_pretrained(tmp_path / "ours")
+    again = load(BertForPreTraining, tmp_path / "ours")
     for (k, v), (k2, v2) in zip(ours.state_dict().items(), again.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     assert again.cls.predictions.decoder.weight is again.bert.embeddings.word_embeddings.weight
@@ -102,7 +120,9 @@ def test_our_export_loads_in_transformers_with_same_outputs(tmp_path, position_i
 
 def test_sinusoidal_position_start_depends_only_on_the_offset():
     """The point of the sin/cos start: <p_i, p_j> is a function of j - i, at the configured scale."""
-    cfg = BertConfig.from_size("mini", vocab_size=300, position_init="sinusoidal", position_init_std=0.1)
+    cfg = BertConfig.from_size(
+        "mini", vocab_size=300, position_init="sinusoidal", position_init_std=0.1
+    )
     torch.manual_seed(0)
     pos = BertForPreTraining(cfg).bert.embeddings.position_embeddings.weight.detach().double()
     assert pos.std().item() == pytest.approx(0.1, rel=1e-5)
@@ -112,34 +132,43 @@ def test_sinusoidal_position_start_depends_only_on_the_offset():
         assert (diagonal - diagonal[0]).abs().max() < 1e-6  # float32 storage
     assert torch.diagonal(gram, 1)[0] > torch.diagonal(gram, 7)[0]  # neighbours are most alike
     normal = BertForPreTraining(BertConfig.from_size("mini", vocab_size=300))
-    assert normal.bert.embeddings.position_embeddings.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert normal.bert.embeddings.position_embeddings.weight.std().item() == pytest.approx(
+        0.02, rel=0.05
+    )
     with pytest.raises(ValueError, match="position_init 'learned'"):
         BertForPreTraining(BertConfig.from_size("tiny", vocab_size=300, position_init="learned"))
 
 
 def test_bare_encoder_checkpoint_into_pretraining_model(minilm_dir):
-    model = BertForPreTraining.from_pretrained(minilm_dir)
+    model = load(BertForPreTraining, minilm_dir)
     info = model.loading_info
     assert info["unexpected_keys"] == []
     assert info["missing_keys"] and all(k.startswith("cls.") for k in info["missing_keys"])
 
 
-@pytest.mark.parametrize("ours_cls,hf_name,kwargs", [
-    ("BertForSequenceClassification", "BertForSequenceClassification", {"num_labels": 3}),
-    ("BertForSequenceClassification", "BertForSequenceClassification", {"num_labels": 1}),
-    ("BertForTokenClassification", "BertForTokenClassification", {"num_labels": 5}),
-    ("BertForQuestionAnswering", "BertForQuestionAnswering", {}),
-])
+@pytest.mark.parametrize(
+    "ours_cls,hf_name,kwargs",
+    [
+        ("BertForSequenceClassification", "BertForSequenceClassification", {"num_labels": 3}),
+        ("BertForSequenceClassification", "BertForSequenceClassification", {"num_labels": 1}),
+        ("BertForTokenClassification", "BertForTokenClassification", {"num_labels": 5}),
+        ("BertForQuestionAnswering", "BertForQuestionAnswering", {}),
+    ],
+)
 def test_task_heads_match_transformers_both_ways(tmp_path, ours_cls, hf_name, kwargs):
-    import bertpipe.model as ours_mod
-
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=256,
-                                  attn_implementation="eager", **kwargs)
+    cfg = transformers.BertConfig(
+        vocab_size=500,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        attn_implementation="eager",
+        **kwargs,
+    )
     ref = getattr(transformers, hf_name)(cfg).eval()
     ref.save_pretrained(tmp_path / "hf")
-    ours = getattr(ours_mod, ours_cls).from_pretrained(tmp_path / "hf").eval()
+    ours = load(getattr(ours_mod, ours_cls), tmp_path / "hf").eval()
     assert ours.loading_info == {"missing_keys": [], "unexpected_keys": []}
     ids = torch.randint(5, 500, (3, 20))
     mask = torch.ones_like(ids)
@@ -149,11 +178,18 @@ def test_task_heads_match_transformers_both_ways(tmp_path, ours_cls, hf_name, kw
         r = ref(input_ids=ids, attention_mask=mask)
         b = r.logits if hasattr(r, "logits") else torch.stack([r.start_logits, r.end_logits], -1)
         assert (a - b).abs().max() <= 1e-5
-        ours.save_pretrained(tmp_path / "ours")
-        back = getattr(transformers, hf_name).from_pretrained(str(tmp_path / "ours"),
-                                                               attn_implementation="eager").eval()
+        save(ours, tmp_path / "ours")
+        back = (
+            getattr(transformers, hf_name)
+            .from_pretrained(str(tmp_path / "ours"), attn_implementation="eager")
+            .eval()
+        )
         r2 = back(input_ids=ids, attention_mask=mask)
-        b2 = r2.logits if hasattr(r2, "logits") else torch.stack([r2.start_logits, r2.end_logits], -1)
+        b2 = (
+            r2.logits
+            if hasattr(r2, "logits")
+            else torch.stack([r2.start_logits, r2.end_logits], -1)
+        )
         assert (a - b2).abs().max() <= 1e-5
 
 
@@ -161,13 +197,19 @@ def test_training_from_the_same_init_follows_transformers_step_by_step(tmp_path)
     """Gradients, not just outputs: 20 AdamW steps (dropout off, fp32) from one random init on
     the same masked batches (padding included) give the same losses and weights as transformers' model."""
     torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=300, hidden_size=64, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=256,
-                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                                  attn_implementation="eager")
+    cfg = transformers.BertConfig(
+        vocab_size=300,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )
     ref = transformers.BertForPreTraining(cfg).train()
     ref.save_pretrained(tmp_path / "hf")
-    ours = BertForPreTraining.from_pretrained(tmp_path / "hf").train()
+    ours = load(BertForPreTraining, tmp_path / "hf").train()
     opt_r = torch.optim.AdamW(ref.parameters(), lr=3e-3)
     opt_o = torch.optim.AdamW(ours.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(2)
@@ -177,8 +219,14 @@ def test_training_from_the_same_init_follows_transformers_step_by_step(tmp_path)
         mask = torch.ones_like(ids)
         mask[1, 17:] = 0
         labels = torch.where((torch.rand(ids.shape, generator=g) < 0.15) & mask.bool(), ids, -100)
-        batches.append((torch.where(labels != -100, 4, ids), mask, labels,
-                        torch.randint(0, 2, (4,), generator=g)))
+        batches.append(
+            (
+                torch.where(labels != -100, 4, ids),
+                mask,
+                labels,
+                torch.randint(0, 2, (4,), generator=g),
+            )
+        )
     losses = []
     for step in range(20):
         ids, mask, labels, nsp = batches[step % 2]
@@ -189,7 +237,9 @@ def test_training_from_the_same_init_follows_transformers_step_by_step(tmp_path)
             opt.step()
             opt.zero_grad()
         losses.append((o.item(), r.item()))
-    assert losses[-1][0] < losses[0][0] - 0.5, "the model must actually learn for this to mean anything"
+    assert losses[-1][0] < losses[0][0] - 0.5, (
+        "the model must actually learn for this to mean anything"
+    )
     for step, (a, b) in enumerate(losses):
         assert a == pytest.approx(b, abs=1e-4), f"step {step}: ours {a} vs transformers {b}"
     theirs = ref.state_dict()

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mirror]
 
 
 def _env(extra: dict | None = None) -> dict:
@@ -29,8 +29,12 @@ def _env(extra: dict | None = None) -> dict:
 
 def _flow_env(tmp: Path) -> dict:
     """Settings for a flow run: its own Prefect home (temporary server), one thread per process."""
-    return {"PREFECT_HOME": str(tmp / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "OMP_NUM_THREADS": "1"}
+    return {
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def sh(args, cwd, check=True, env_extra=None, **kw):
@@ -44,30 +48,52 @@ def sh(args, cwd, check=True, env_extra=None, **kw):
 def project(tmp_path_factory):
     """A fresh git clone of the working tree's tracked files, as a user would have."""
     dst = tmp_path_factory.mktemp("clone") / "bertpipe"
-    files = sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
+    files = sh(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO
+    ).stdout.split()
     for rel in files:
         if (REPO / rel).is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dst / rel)
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
         sh(cmd, dst)
     return dst
 
 
 def _flow(project, tmp):
     result = tmp / "flow_result.json"
-    sh([sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--result", str(result)], project,
-       env_extra=_flow_env(tmp))
+    sh(
+        [sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--result", str(result)],
+        project,
+        env_extra=_flow_env(tmp),
+    )
     return json.loads(result.read_text())
 
 
+ECHO_STAGE = """
+  summary:
+    cmd: python -c "import json; print(json.load(open('reports/metrics.json'))['glue_average'])" > summary.txt
+    deps: [reports/metrics.json]
+    outs: [summary.txt]
+"""
+
+
 def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(project, tmp_path):
-    """The Prefect flow runs the whole tiny DAG (temporary local server); a second flow run
-    finds nothing changed; plain DVC agrees; a param change reruns only what depends on it."""
+    """The Prefect flow runs the whole tiny DAG (temporary local server), a stage added to
+    dvc.yaml included; a second flow run finds nothing changed; plain DVC agrees; a param
+    change reruns only what depends on it."""
+    dvc_yaml = project / "dvc.yaml"
+    original = dvc_yaml.read_text()
+    dvc_yaml.write_text(original.replace("\nplots:\n", ECHO_STAGE + "\nplots:\n"))
     first = _flow(project, tmp_path)
+    assert [r["stage"] for r in first["stages"]][-1] == "summary"  # after evaluate, no flow edit
     ran = {r["stage"] for r in first["stages"] if r["ran"]}
-    assert {"corpus", "tokenizer", "pretrain_data", "pretrain", "evaluate"} <= ran
+    assert {"corpus", "tokenizer", "pretrain_data", "pretrain", "evaluate", "summary"} <= ran
+    assert "pretrained" in (project / "summary.txt").read_text()
     assert {f"finetune@{t}" for t in RAN + SKIPPED} <= ran
     assert all(p["promoted"] for p in first["promoted"]) and len(first["promoted"]) == 1 + len(RAN)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
@@ -91,10 +117,23 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
 
     sh(["git", "add", "-A"], project)
     sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"], project)
-    out = sh([sys.executable, "-m", "dvc", "exp", "run", "-S", "tokenizer.vocab_size=1500", "pretrain_data"],
-             project)
+    out = sh(
+        [
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "tokenizer.vocab_size=1500",
+            "pretrain_data",
+        ],
+        project,
+    )
     assert "Stage 'corpus' didn't change, skipping" in out.stdout
-    assert "Running stage 'tokenizer'" in out.stdout and "Running stage 'pretrain_data'" in out.stdout
+    assert (
+        "Running stage 'tokenizer'" in out.stdout and "Running stage 'pretrain_data'" in out.stdout
+    )
     tok = json.loads((project / "metrics/tokenizer_stats.json").read_text())
     assert tok["vocab_size"] == 1500
     # Back to the committed tiny state (the experiment stopped at pretrain_data), so the
@@ -112,7 +151,10 @@ def test_bad_params_fail_the_stage_with_the_message(project):
         params.write_text(original.replace("  min_doc_words:", "  min_doc_wrds:"))
         out = sh([sys.executable, "-m", "dvc", "repro", "corpus"], project, check=False)
         assert out.returncode != 0
-        assert "corpus.min_doc_wrds: unknown key. Did you mean 'min_doc_words'?" in out.stderr + out.stdout
+        assert (
+            "corpus.min_doc_wrds: unknown key. Did you mean 'min_doc_words'?"
+            in out.stderr + out.stdout
+        )
     finally:
         params.write_text(original)
     # DVC removed the stage's outputs before running it; its cache still has them, so
@@ -127,9 +169,23 @@ def test_killed_stage_leaves_no_partial_output(project, tmp_path):
     """SIGKILL mid-stage: the final folder keeps the last complete output, a rerun completes."""
     before = sorted(p.name for p in (project / "data/pretrain/train").iterdir())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bertpipe.stages.pretrain_data", "--corpus", "data/corpus",
-         "--tokenizer", "models/tokenizer", "--out", "data/pretrain", "--stats", str(tmp_path / "s.json")],
-        cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "bertpipe.stages.pretrain_data",
+            "--corpus",
+            "data/corpus",
+            "--tokenizer",
+            "models/tokenizer",
+            "--out",
+            "data/pretrain",
+            "--stats",
+            str(tmp_path / "s.json"),
+        ],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     partial = project / "data/.pretrain.partial"
     deadline = time.monotonic() + 60
@@ -139,9 +195,22 @@ def test_killed_stage_leaves_no_partial_output(project, tmp_path):
     proc.wait()
     assert sorted(p.name for p in (project / "data/pretrain/train").iterdir()) == before
     assert not (tmp_path / "s.json").exists()
-    sh([sys.executable, "-m", "bertpipe.stages.pretrain_data", "--corpus", "data/corpus",
-        "--tokenizer", "models/tokenizer", "--out", "data/pretrain", "--stats", str(tmp_path / "s.json")],
-       project)
+    sh(
+        [
+            sys.executable,
+            "-m",
+            "bertpipe.stages.pretrain_data",
+            "--corpus",
+            "data/corpus",
+            "--tokenizer",
+            "models/tokenizer",
+            "--out",
+            "data/pretrain",
+            "--stats",
+            str(tmp_path / "s.json"),
+        ],
+        project,
+    )
     assert not partial.exists() and (tmp_path / "s.json").exists()
 
 
@@ -156,7 +225,9 @@ def _free_port() -> int:
 def _serve(cmd, env, url, log, timeout=120):
     import httpx
 
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -178,43 +249,109 @@ def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
 
     s3_port, mlflow_port, prefect_port = _free_port(), _free_port(), _free_port()
     s3_url = f"http://127.0.0.1:{s3_port}"
-    env = _env({**_flow_env(tmp_path), "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": s3_url,
-                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-    log = open(tmp_path / "services.log", "w")
+    env = _env(
+        {
+            **_flow_env(tmp_path),
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": s3_url,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
+    )
+    log = open(tmp_path / "services.log", "w")  # noqa: SIM115 - closed in the finally below
     procs = []
     try:
-        procs.append(_serve(["moto_server", "-H", "127.0.0.1", "-p", str(s3_port)], env, s3_url, log))
-        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+        procs.append(
+            _serve(["moto_server", "-H", "127.0.0.1", "-p", str(s3_port)], env, s3_url, log)
+        )
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
         for bucket in ("mlflow", "dvc"):
             s3.create_bucket(Bucket=bucket)
-        procs.append(_serve(["mlflow", "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow-server.db'}",
-                             "--artifacts-destination", "s3://mlflow", "--serve-artifacts"],
-                            env, f"http://127.0.0.1:{mlflow_port}/health", log))
-        procs.append(_serve(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-                            env, f"http://127.0.0.1:{prefect_port}/api/health", log))
-        env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
-                   PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api")
-        sh([sys.executable, "-m", "dvc", "remote", "add", "--force", "-d", "s3", "s3://dvc"], project)
+        procs.append(
+            _serve(
+                [
+                    "mlflow",
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    f"sqlite:///{tmp_path / 'mlflow-server.db'}",
+                    "--artifacts-destination",
+                    "s3://mlflow",
+                    "--serve-artifacts",
+                ],
+                env,
+                f"http://127.0.0.1:{mlflow_port}/health",
+                log,
+            )
+        )
+        procs.append(
+            _serve(
+                ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+                env,
+                f"http://127.0.0.1:{prefect_port}/api/health",
+                log,
+            )
+        )
+        env.update(
+            MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow_port}",
+            PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",
+        )
+        sh(
+            [sys.executable, "-m", "dvc", "remote", "add", "--force", "-d", "s3", "s3://dvc"],
+            project,
+        )
         sh([sys.executable, "-m", "dvc", "remote", "modify", "s3", "endpointurl", s3_url], project)
 
         result = tmp_path / "result.json"
         # Two tasks, one seed: a params change that reruns fine-tuning and evaluation (not pretraining).
-        out = subprocess.run([sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--set",
-                              "finetune.tasks=[wnli,cola]", "--set", "finetune.seeds=[3]", "--result", str(result)],
-                             cwd=project, env=env, text=True, capture_output=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flows.pipeline",
+                "--preset",
+                "tiny",
+                "--set",
+                "finetune.tasks=[wnli,cola]",
+                "--set",
+                "finetune.seeds=[3]",
+                "--result",
+                str(result),
+            ],
+            cwd=project,
+            env=env,
+            text=True,
+            capture_output=True,
+        )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         flow = json.loads(result.read_text())
         assert flow["pulled"] and flow["pushed"]
-        assert {r["stage"] for r in flow["stages"] if r["ran"]} == {"finetune@wnli", "finetune@cola", "evaluate"}
+        assert {r["stage"] for r in flow["stages"] if r["ran"]} == {
+            "finetune@wnli",
+            "finetune@cola",
+            "evaluate",
+        }
 
         client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
         run_id = flow["mlflow_run_id"]
         assert "report" in {a.path for a in client.list_artifacts(run_id)}
-        nested = client.search_runs([client.get_run(run_id).info.experiment_id],
-                                    f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=100)
+        nested = client.search_runs(
+            [client.get_run(run_id).info.experiment_id],
+            f"tags.`mlflow.parentRunId` = '{run_id}'",
+            max_results=100,
+        )
         assert len(nested) == 2 * 2  # two tasks, one seed, two inits
         assert int(client.get_model_version_by_alias("bertpipe-cola", "champion").version) == 1
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow").get("Contents", [])]
@@ -224,8 +361,14 @@ def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
         assert s3.list_objects_v2(Bucket="dvc")["KeyCount"] > 0
         shutil.rmtree(project / ".dvc/cache")
         shutil.rmtree(project / "results/finetune/cola")
-        sh([sys.executable, "-m", "dvc", "pull"], project, env_extra={k: env[k] for k in (
-            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+        sh(
+            [sys.executable, "-m", "dvc", "pull"],
+            project,
+            env_extra={
+                k: env[k]
+                for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+            },
+        )
         assert (project / "results/finetune/cola/model/model.safetensors").exists()
         assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], project).stdout
     finally:
@@ -233,7 +376,9 @@ def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
         log.close()
-        subprocess.run([sys.executable, "-m", "dvc", "remote", "remove", "s3"], cwd=project, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "remote", "remove", "s3"], cwd=project, check=False
+        )
 
 
 @pytest.mark.minutes
@@ -243,17 +388,38 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
     env = _env(_flow_env(tmp_path))
     ckpts = project / "checkpoints/pretrain"
     run_id = (ckpts / "mlflow_run_id").read_text()
-    cmd = [sys.executable, "-m", "flows.pipeline", "--preset", "tiny", "--set", "pretrain.max_steps=100",
-           "--set", "finetune.tasks=[wnli]", "--set", "finetune.seeds=[3]", "--result", str(tmp_path / "r.json")]
-    proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "flows.pipeline",
+        "--preset",
+        "tiny",
+        "--set",
+        "pretrain.max_steps=100",
+        "--set",
+        "finetune.tasks=[wnli]",
+        "--set",
+        "finetune.seeds=[3]",
+        "--result",
+        str(tmp_path / "r.json"),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 600
     while not (ckpts / "step0000060.ckpt").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2)  # let the checkpoint file be complete
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (project / "metrics/pretrain.json").exists()  # DVC removed it; the stage never finished
+    assert not (
+        project / "metrics/pretrain.json"
+    ).exists()  # DVC removed it; the stage never finished
     out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert json.loads((project / "metrics/pretrain.json").read_text())["steps"] == 100
@@ -261,7 +427,8 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
     import mlflow
 
     history = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_metric_history(
-        run_id.strip(), "train/mlm_loss")
+        run_id.strip(), "train/mlm_loss"
+    )
     steps = [m.step for m in history]
     # Restarting from step 40 would have logged steps 45..60 twice; resuming from 60 does not.
     assert max(steps) >= 95 and all(steps.count(k) == 1 for k in steps if k <= 60)
@@ -283,17 +450,25 @@ def _check_finetune_and_report(project, run_id):
         assert (project / f"results/finetune/{task}/model/model.safetensors").exists()
         assert (project / f"results/finetune/{task}/predictions/scratch/seed2.json").exists()
     for task in SKIPPED:
-        assert "is not in the mirror" in json.loads((project / f"metrics/finetune/{task}.json").read_text())["skipped"]
+        assert (
+            "is not in the mirror"
+            in json.loads((project / f"metrics/finetune/{task}.json").read_text())["skipped"]
+        )
     report = (project / "reports/report.md").read_text()
     for task in RAN:
         assert f"| {task} |" in report
     assert "## Skipped tasks" in report and "**mnli**" in report and "GLUE average" in report
     assert "BERT-Tiny (L2/H128)" in report and "Turc et al. (2019)" in report
-    assert {p.name for p in (project / "reports/plots").iterdir()} == {"finetune_scores.png", "pretrain_curves.png"}
+    assert {p.name for p in (project / "reports/plots").iterdir()} == {
+        "finetune_scores.png",
+        "pretrain_curves.png",
+    }
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics["tasks"]) == set(RAN) and set(metrics["skipped"]) == set(SKIPPED)
     # DVC sees the declared metrics (what `dvc metrics diff` compares).
-    shown = json.loads(sh([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout)
+    shown = json.loads(
+        sh([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout
+    )
     files = next(iter(shown.values()))["data"]
     assert "reports/metrics.json" in files and "metrics/finetune/cola.json" in files
     # Plots render offline (vl-convert), per revision for comparisons.
@@ -309,7 +484,9 @@ def _check_finetune_and_report(project, run_id):
     assert parent.info.status == "FINISHED" and parent.data.tags["bertpipe.stage"] == "pipeline"
     assert "report" in {a.path for a in client.list_artifacts(run_id)}
     assert parent.data.metrics["glue_average/pretrained"] == metrics["glue_average"]["pretrained"]
-    nested = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=200)
+    nested = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=200
+    )
     stages = [r.data.tags["bertpipe.stage"] for r in nested]
     assert stages.count("finetune") == len(RAN) * 2 * 2 and stages.count("pretrain") == 1
     assert all(r.data.metrics for r in nested)

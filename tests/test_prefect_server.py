@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TOY = '''
+TOY = """
 from pathlib import Path
 from prefect import flow
 
@@ -28,7 +28,7 @@ from prefect import flow
 def touch(path: str) -> str:
     Path(path).write_text("scheduled run done\\n")
     return path
-'''
+"""
 
 
 def _free_port() -> int:
@@ -54,13 +54,24 @@ def _wait_healthy(url: str, timeout: float = 120) -> None:
 def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-           "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "10",
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
-    logs = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    logs = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server writes to it until the end
+    server = subprocess.Popen(
+        ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=logs,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     worker = None
     try:
         _wait_healthy(api)
@@ -68,40 +79,70 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
         project.mkdir()
         (project / "toy.py").write_text(TOY)
         out = tmp_path / "touched.txt"
-        subprocess.run(["prefect", "work-pool", "create", "local-process", "--type", "process"], env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["prefect", "work-pool", "create", "local-process", "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         deploy = (
             "from prefect import flow\n"
             f"flow.from_source({str(project)!r}, 'toy.py:touch').deploy("
-            f"name='every-5s', work_pool_name='local-process', interval=5, parameters={{'path': {str(out)!r}}})\n")
-        subprocess.run([sys.executable, "-c", deploy], env=env, check=True, capture_output=True, cwd=project)
-        worker = subprocess.Popen(["prefect", "worker", "start", "--pool", "local-process"], env=env,
-                                  stdout=logs, stderr=subprocess.STDOUT, start_new_session=True, cwd=project)
-        check = ("import asyncio\nfrom prefect.client.orchestration import get_client\n"
-                 "async def main():\n"
-                 "    async with get_client() as c:\n"
-                 "        runs = await c.read_flow_runs()\n"
-                 "        print(sorted({(r.state_type.value, bool(r.auto_scheduled)) for r in runs}))\n"
-                 "asyncio.run(main())\n")
+            f"name='every-5s', work_pool_name='local-process', interval=5, parameters={{'path': {str(out)!r}}})\n"
+        )
+        subprocess.run(
+            [sys.executable, "-c", deploy], env=env, check=True, capture_output=True, cwd=project
+        )
+        worker = subprocess.Popen(
+            ["prefect", "worker", "start", "--pool", "local-process"],
+            env=env,
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=project,
+        )
+        check = (
+            "import asyncio\nfrom prefect.client.orchestration import get_client\n"
+            "async def main():\n"
+            "    async with get_client() as c:\n"
+            "        runs = await c.read_flow_runs()\n"
+            "        print(sorted({(r.state_type.value, bool(r.auto_scheduled)) for r in runs}))\n"
+            "asyncio.run(main())\n"
+        )
         deadline, states = time.monotonic() + 180, ""
         while time.monotonic() < deadline:
-            states = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True).stdout
+            states = subprocess.run(
+                [sys.executable, "-c", check], env=env, capture_output=True, text=True
+            ).stdout
             if "('COMPLETED', True)" in states:
                 break
             time.sleep(3)
-        assert "('COMPLETED', True)" in states, f"no completed scheduled run: {states}\n" + \
-            (tmp_path / "server.log").read_text()[-3000:]
+        assert "('COMPLETED', True)" in states, (
+            f"no completed scheduled run: {states}\n"
+            + (tmp_path / "server.log").read_text()[-3000:]
+        )
         assert out.read_text() == "scheduled run done\n"
 
         # The project's own deployments file deploys as documented (make deploy).
         from conftest import REPO
 
-        subprocess.run(["prefect", "work-pool", "create", "gpu", "--type", "process"], env=env, check=True,
-                       capture_output=True)
-        dep = subprocess.run(["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "flows/prefect.yaml"],
-                             env={**env, "BERTPIPE_WORKDIR": str(REPO)}, cwd=REPO, capture_output=True, text=True)
+        subprocess.run(
+            ["prefect", "work-pool", "create", "gpu", "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        dep = subprocess.run(
+            ["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", "flows/prefect.yaml"],
+            env={**env, "BERTPIPE_WORKDIR": str(REPO)},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         assert dep.returncode == 0, dep.stdout[-2000:] + dep.stderr[-2000:]
-        listed = subprocess.run(["prefect", "deployment", "ls"], env=env, capture_output=True, text=True).stdout
+        listed = subprocess.run(
+            ["prefect", "deployment", "ls"], env=env, capture_output=True, text=True
+        ).stdout
         for name in ("pipeline/weekly", "pipeline/tiny-smoke", "pipeline/gpu"):
             assert name in listed
     finally:

@@ -22,8 +22,15 @@ def make_project(root: Path, tiny_built, **pretrain) -> Path:
     """A folder with params.yaml (tiny + overrides) and the tiny data stages' outputs."""
     root.mkdir(parents=True)
     data = preset_values("tiny")
-    data["pretrain"].update({"precision": "32-true", "accelerator": "cpu", "devices": 1,
-                             "deterministic": True, **pretrain})
+    data["pretrain"].update(
+        {
+            "precision": "32-true",
+            "accelerator": "cpu",
+            "devices": 1,
+            "deterministic": True,
+            **pretrain,
+        }
+    )
     (root / "params.yaml").write_text(yaml.safe_dump(data))
     for name in ("pretrain", "tokenizer"):
         (root / name).symlink_to(tiny_built["root"] / name)
@@ -31,10 +38,25 @@ def make_project(root: Path, tiny_built, **pretrain) -> Path:
 
 
 def stage_cmd(root: Path) -> list[str]:
-    return [sys.executable, "-m", "bertpipe.stages.pretrain", "--params", str(root / "params.yaml"),
-            "--data", str(root / "pretrain"), "--tokenizer", str(root / "tokenizer"),
-            "--out", str(root / "model"), "--checkpoints", str(root / "ckpt"),
-            "--metrics", str(root / "metrics.json"), "--plots", str(root / "curves")]
+    return [
+        sys.executable,
+        "-m",
+        "bertpipe.stages.pretrain",
+        "--params",
+        str(root / "params.yaml"),
+        "--data",
+        str(root / "pretrain"),
+        "--tokenizer",
+        str(root / "tokenizer"),
+        "--out",
+        str(root / "model"),
+        "--checkpoints",
+        str(root / "ckpt"),
+        "--metrics",
+        str(root / "metrics.json"),
+        "--plots",
+        str(root / "curves"),
+    ]
 
 
 def env_for(root: Path) -> dict:
@@ -45,7 +67,9 @@ def env_for(root: Path) -> dict:
 
 
 def run(root: Path) -> subprocess.CompletedProcess:
-    out = subprocess.run(stage_cmd(root), cwd=root, env=env_for(root), capture_output=True, text=True)
+    out = subprocess.run(
+        stage_cmd(root), cwd=root, env=env_for(root), capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
@@ -66,17 +90,29 @@ def mlflow_runs(root: Path):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_built):
-    root = make_project(tmp_path_factory.mktemp("pre") / "a", tiny_built, max_steps=24,
-                        checkpoint_every_n_steps=6, val_every_n_steps=12)
+    root = make_project(
+        tmp_path_factory.mktemp("pre") / "a",
+        tiny_built,
+        max_steps=24,
+        checkpoint_every_n_steps=6,
+        val_every_n_steps=12,
+    )
     run(root)
     return root
 
 
 def test_resume_after_kill_gives_the_same_weights_and_one_run(uninterrupted, tiny_built, tmp_path):
-    root = make_project(tmp_path / "b", tiny_built, max_steps=24, checkpoint_every_n_steps=6,
-                        val_every_n_steps=12)
-    proc = subprocess.Popen(stage_cmd(root), cwd=root, env=env_for(root), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    root = make_project(
+        tmp_path / "b", tiny_built, max_steps=24, checkpoint_every_n_steps=6, val_every_n_steps=12
+    )
+    proc = subprocess.Popen(
+        stage_cmd(root),
+        cwd=root,
+        env=env_for(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     target = root / "ckpt" / "step0000012.ckpt"  # killed after step 12 was saved, mid-epoch
     deadline = time.monotonic() + 240
     while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -97,8 +133,10 @@ def test_resume_after_kill_gives_the_same_weights_and_one_run(uninterrupted, tin
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/mlm_loss")]
     assert max(steps) >= 15 and min(steps) <= 5  # one history across the kill
     # Only the last K checkpoints are kept.
-    assert sorted(p.name for p in (root / "ckpt").glob("step*.ckpt")) == \
-        ["step0000018.ckpt", "step0000024.ckpt"]
+    assert sorted(p.name for p in (root / "ckpt").glob("step*.ckpt")) == [
+        "step0000018.ckpt",
+        "step0000024.ckpt",
+    ]
 
 
 def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
@@ -111,8 +149,15 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
     assert r.data.params["pretrain/max_steps"] == "24"
     assert r.data.params["model/size"] == "tiny"
     assert int(r.data.params["n_parameters"]) > 100_000
-    for key in ("train/mlm_loss", "train/nsp_loss", "train/tokens_per_s", "val/mlm_acc",
-                "val/nsp_acc", "val/perplexity", "final/val/mlm_acc"):
+    for key in (
+        "train/mlm_loss",
+        "train/nsp_loss",
+        "train/tokens_per_s",
+        "val/mlm_acc",
+        "val/nsp_acc",
+        "val/perplexity",
+        "final/val/mlm_acc",
+    ):
         assert key in r.data.metrics, key
     assert r.data.tags["bertpipe.stage"] == "pretrain"
     arts = {a.path for a in client.list_artifacts(r.info.run_id)}
@@ -127,10 +172,12 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
 
 
 def test_exported_model_loads_in_transformers(uninterrupted):
-    transformers = pytest.importorskip("transformers")
-    from bertpipe.model import BertForPreTraining
+    import transformers
 
-    ours = BertForPreTraining.from_pretrained(uninterrupted / "model").eval()
+    from bertpipe.models.bert import BertForPreTraining
+    from bertpipe.models.bert_checkpoint import load
+
+    ours = load(BertForPreTraining, uninterrupted / "model").eval()
     ref = transformers.AutoModelForPreTraining.from_pretrained(str(uninterrupted / "model")).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(uninterrupted / "model"))
     enc = tok("the man went to the [MASK] store .", return_tensors="pt")
@@ -141,8 +188,16 @@ def test_exported_model_loads_in_transformers(uninterrupted):
 
 
 def test_ddp_two_processes_on_cpu(tiny_built, tmp_path):
-    root = make_project(tmp_path / "ddp", tiny_built, max_steps=6, devices=2, strategy="ddp",
-                        checkpoint_every_n_steps=3, val_every_n_steps=3, limit_val_batches=2)
+    root = make_project(
+        tmp_path / "ddp",
+        tiny_built,
+        max_steps=6,
+        devices=2,
+        strategy="ddp",
+        checkpoint_every_n_steps=3,
+        val_every_n_steps=3,
+        limit_val_batches=2,
+    )
     out = run(root)
     assert (root / "model" / "model.safetensors").exists()
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out.stdout + out.stderr
@@ -160,5 +215,9 @@ def test_continued_mlflow_run_keeps_its_params_and_tags_changed_ones(tmp_path, m
     again = tracking.make_logger("e", "pretrain", run_id=first.run_id)
     again.log_hyperparams({"pretrain": {"max_steps": 100, "lr": 0.001}, "n_parameters": 7})
     run = again.experiment.get_run(first.run_id)
-    assert run.data.params == {"pretrain/max_steps": "40", "pretrain/lr": "0.001", "n_parameters": "7"}
+    assert run.data.params == {
+        "pretrain/max_steps": "40",
+        "pretrain/lr": "0.001",
+        "n_parameters": "7",
+    }
     assert run.data.tags["changed_param.pretrain/max_steps"] == "100"

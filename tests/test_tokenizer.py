@@ -7,8 +7,13 @@ import shutil
 import pytest
 
 from bertpipe.config import TokenizerConfig
-from bertpipe.tokenizer import (
-    TokenizerError, load_existing, load_tokenizer, save_tokenizer, tokenizer_stats, train_tokenizer,
+from bertpipe.data.tokenizer import (
+    TokenizerError,
+    load_existing,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_stats,
+    train_tokenizer,
 )
 from conftest import real_sentences
 
@@ -16,7 +21,13 @@ from conftest import real_sentences
 def test_trained_vocab_specials_and_pair_template(tiny_built, tiny_params):
     tok = load_tokenizer(tiny_built["root"] / "tokenizer")
     assert tok.get_vocab_size() == tiny_params.tokenizer.vocab_size
-    assert [tok.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+    assert [tok.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     enc = tok.encode("The state.", "A Nation!")
     assert enc.tokens == ["[CLS]", "the", "state", ".", "[SEP]", "a", "nation", "!", "[SEP]"]
     assert enc.type_ids == [0, 0, 0, 0, 0, 1, 1, 1, 1]
@@ -29,15 +40,24 @@ def test_autotokenizer_loads_the_saved_directory(tiny_built):
     folder = tiny_built["root"] / "tokenizer"
     ours = load_tokenizer(folder)
     theirs = AutoTokenizer.from_pretrained(str(folder))
-    for a, b in [("Anarchism holds the state to be undesirable.", "Zhuangzi wrote it."),
-                 ("Fellow-Citizens of the Senate!", None)]:
+    for a, b in [
+        ("Anarchism holds the state to be undesirable.", "Zhuangzi wrote it."),
+        ("Fellow-Citizens of the Senate!", None),
+    ]:
         got = theirs(a, b)
         want = ours.encode(a, b) if b else ours.encode(a)
         assert got["input_ids"] == want.ids and got["token_type_ids"] == want.type_ids
     assert theirs.mask_token_id == 4 and theirs.pad_token_id == 0
-    assert (folder / "vocab.txt").read_text().splitlines()[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert (folder / "vocab.txt").read_text().splitlines()[:5] == [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+    ]
 
 
+@pytest.mark.mirror
 def test_minilm_vocab_matches_transformers_bert_tokenizer_on_real_sentences(minilm_dir, tmp_path):
     from transformers import BertTokenizer
 

@@ -45,14 +45,17 @@ def cmd_params(a: argparse.Namespace) -> int:
 
 
 def cmd_datasets(a: argparse.Namespace) -> int:
-    from bertpipe import catalog
+    from bertpipe.data import catalog
 
     root = catalog.mirror_root()
     names = [a.name] if a.name else sorted(catalog.CATALOG)
     for name in names:
         spec = catalog.get_spec(name)
-        hub = f"{spec.hub_id}" + (f" [{spec.hub_config}]" if spec.hub_config else "") if spec.hub_id \
+        hub = (
+            f"{spec.hub_id}" + (f" [{spec.hub_config}]" if spec.hub_config else "")
+            if spec.hub_id
             else "(no hub copy)"
+        )
         print(f"{name:16s} {spec.kind:7s} hub: {hub}")
         for split, pattern in spec.mirror.items():
             status = ""
@@ -71,8 +74,8 @@ def cmd_datasets(a: argparse.Namespace) -> int:
 
 
 def cmd_show_data(a: argparse.Namespace) -> int:
-    from bertpipe.instances import PretrainArrays, describe_instance
-    from bertpipe.tokenizer import load_tokenizer
+    from bertpipe.data.pretrain_format import PretrainArrays, describe_instance
+    from bertpipe.data.tokenizer import load_tokenizer
 
     arrays = PretrainArrays(a.data, a.split)
     tok = load_tokenizer(a.tokenizer)
@@ -82,11 +85,12 @@ def cmd_show_data(a: argparse.Namespace) -> int:
 
 
 def cmd_fill_mask(a: argparse.Namespace) -> int:
-    from bertpipe.callbacks import fill_mask
-    from bertpipe.model import BertForPreTraining
-    from bertpipe.tokenizer import load_tokenizer
+    from bertpipe.data.tokenizer import load_tokenizer
+    from bertpipe.inference.fill_mask import fill_mask
+    from bertpipe.models.registry import checkpoint_family
 
-    model = BertForPreTraining.from_pretrained(a.model).eval()
+    family = checkpoint_family(a.model)
+    model = family.load(family.pretraining, a.model).eval()
     tok = load_tokenizer(a.model)
     for sentence in a.sentences:
         print(sentence)
@@ -100,23 +104,40 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from bertpipe.atomic import write_json
     from bertpipe.config import load_params
-    from bertpipe.finetuning import finetune_once, scratch_config
-    from bertpipe.outputs import write_json
     from bertpipe.tasks.spec import resolve_task
+    from bertpipe.training.finetuning import finetune_once
 
     params = load_params(a.params)
     spec = resolve_task(a.task, params.finetune)
-    changes = {k: getattr(a, k) for k in ("learning_rate", "batch_size", "epochs", "max_length",
-                                          "max_train_examples", "max_eval_examples")
-               if getattr(a, k) is not None}
+    changes = {
+        k: getattr(a, k)
+        for k in (
+            "learning_rate",
+            "batch_size",
+            "epochs",
+            "max_length",
+            "max_train_examples",
+            "max_eval_examples",
+        )
+        if getattr(a, k) is not None
+    }
     hp = params.finetune.task_hparams_for(a.task).model_copy(update=changes)
     init = "pretrained" if a.init == a.pretrained and a.init != "scratch" else a.init
-    result = finetune_once(spec, init, hp, a.seed, Path(a.out) / "work", pretrained_dir=a.pretrained,
-                           tokenizer_dir=a.tokenizer,
-                           scratch=scratch_config(params.model, a.tokenizer) if init == "scratch" else None,
-                           precision=params.finetune.precision, accelerator=params.finetune.accelerator,
-                           save_model_to=Path(a.out) / "model")
+    result = finetune_once(
+        spec,
+        init,
+        hp,
+        a.seed,
+        Path(a.out) / "work",
+        pretrained_dir=a.pretrained,
+        tokenizer_dir=a.tokenizer,
+        model_cfg=params.model,
+        precision=params.finetune.precision,
+        accelerator=params.finetune.accelerator,
+        save_model_to=Path(a.out) / "model",
+    )
     write_json(Path(a.out) / "dev_predictions.json", result.pop("predictions"))
     write_json(Path(a.out) / "metrics.json", result)
     print(json.dumps(result["metrics"], indent=2))
@@ -124,7 +145,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
 
 def cmd_plots(a: argparse.Namespace) -> int:
-    from bertpipe.plots import render
+    from bertpipe.evaluation.dvc_plots import render
 
     for path in render(a.out, a.revs):
         print(path)
@@ -133,67 +154,100 @@ def cmd_plots(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bertpipe.config.schema import PRESETS
+
     p = argparse.ArgumentParser(
         prog="bertpipe",
         description="Reproducible BERT pretraining and fine-tuning (DVC stages, see dvc.yaml).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="run the pipeline (dvc repro), optionally after switching preset",
-                       description="Reproduce the DAG with DVC; unchanged stages are skipped.")
+    r = sub.add_parser(
+        "run",
+        help="run the pipeline (dvc repro), optionally after switching preset",
+        description="Reproduce the DAG with DVC; unchanged stages are skipped.",
+    )
     r.add_argument("stages", nargs="*", help="stages to reproduce (default: all)")
-    r.add_argument("--preset", choices=["tiny", "demo", "base", "large"],
-                   help="write params.yaml from this preset first")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a param with --preset, e.g. corpus.valid_fraction=0.05")
+    r.add_argument("--preset", choices=PRESETS, help="write params.yaml from this preset first")
+    r.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a param with --preset, e.g. corpus.valid_fraction=0.05",
+    )
     r.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     r.add_argument("--force", action="store_true", help="rerun stages even if unchanged")
     r.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("preset", help="write params.yaml from a scale preset",
-                       description="Write params.yaml = defaults + preset overlay (+ --set overrides). "
-                                   "DVC then records these values in dvc.lock.")
-    s.add_argument("name", choices=["tiny", "demo", "base", "large"], help="preset name")
+    s = sub.add_parser(
+        "preset",
+        help="write params.yaml from a scale preset",
+        description="Write params.yaml = defaults + preset overlay (+ --set overrides). "
+        "DVC then records these values in dvc.lock.",
+    )
+    s.add_argument("name", choices=PRESETS, help="preset name")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="extra override")
     s.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     s.set_defaults(fn=cmd_preset)
 
-    c = sub.add_parser("params", help="validate params.yaml",
-                       description="Load params.yaml and report the first problems found.")
+    c = sub.add_parser(
+        "params",
+        help="validate params.yaml",
+        description="Load params.yaml and report the first problems found.",
+    )
     c.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     c.set_defaults(fn=cmd_params)
 
-    d = sub.add_parser("datasets", help="list the dataset catalog and what the mirror holds",
-                       description="Named datasets: hub location and mirror layout. With "
-                                   "BERTPIPE_DATA_MIRROR set, also whether each is present.")
+    d = sub.add_parser(
+        "datasets",
+        help="list the dataset catalog and what the mirror holds",
+        description="Named datasets: hub location and mirror layout. With "
+        "BERTPIPE_DATA_MIRROR set, also whether each is present.",
+    )
     d.add_argument("name", nargs="?", help="one dataset (default: all)")
     d.set_defaults(fn=cmd_datasets)
 
-    v = sub.add_parser("show-data", help="decode a few pretraining instances",
-                       description="Print instances of the pretrain_data output as tokens.")
+    v = sub.add_parser(
+        "show-data",
+        help="decode a few pretraining instances",
+        description="Print instances of the pretrain_data output as tokens.",
+    )
     v.add_argument("--data", default="data/pretrain", help="pretrain_data output folder")
     v.add_argument("--tokenizer", default="models/tokenizer", help="tokenizer folder")
     v.add_argument("--split", default="train", choices=["train", "valid"])
     v.add_argument("-n", type=int, default=3, help="how many instances")
     v.set_defaults(fn=cmd_show_data)
 
-    f = sub.add_parser("fill-mask", help="predict the [MASK] tokens of sentences with a model",
-                       description="Top predictions for each [MASK], from a Hugging Face-format "
-                                   "model directory that includes its tokenizer.")
+    f = sub.add_parser(
+        "fill-mask",
+        help="predict the [MASK] tokens of sentences with a model",
+        description="Top predictions for each [MASK], from a Hugging Face-format "
+        "model directory that includes its tokenizer.",
+    )
     f.add_argument("sentences", nargs="+", help='e.g. "the man went to the [MASK] store ."')
     f.add_argument("--model", default="models/pretrained", help="model directory")
     f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
     f.set_defaults(fn=cmd_fill_mask)
 
-    t = sub.add_parser("finetune", help="fine-tune one task from one starting point with one seed",
-                       description="Fine-tune one task (GLUE, squad, squad_v2 or a finetune.user_tasks entry) "
-                                   "with the finetune section's hyperparameters for it; keeps the best epoch "
-                                   "by the task's dev metric and writes metrics.json, dev_predictions.json "
-                                   "and model/ to --out. The finetune stage runs this for every init and seed.")
-    t.add_argument("--task", required=True, help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
-                                                 "squad, squad_v2, or a user task name")
-    t.add_argument("--init", default="models/pretrained",
-                   help="model directory, package:NAME, or 'scratch' (model section of params.yaml)")
+    t = sub.add_parser(
+        "finetune",
+        help="fine-tune one task from one starting point with one seed",
+        description="Fine-tune one task (GLUE, squad, squad_v2 or a finetune.user_tasks entry) "
+        "with the finetune section's hyperparameters for it; keeps the best epoch "
+        "by the task's dev metric and writes metrics.json, dev_predictions.json "
+        "and model/ to --out. The finetune stage runs this for every init and seed.",
+    )
+    t.add_argument(
+        "--task",
+        required=True,
+        help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
+        "squad, squad_v2, or a user task name",
+    )
+    t.add_argument(
+        "--init",
+        default="models/pretrained",
+        help="model directory, package:NAME, or 'scratch' (model section of params.yaml)",
+    )
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--learning-rate", "--lr", type=float, help="override the peak learning rate")
     t.add_argument("--batch-size", type=int, help="override the batch size")
@@ -207,20 +261,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output folder")
     t.set_defaults(fn=cmd_finetune)
 
-    pl = sub.add_parser("plots", help="render the DVC plots to PNG + index.html, offline",
-                        description="Render `dvc plots show` (or `dvc plots diff REV...` to compare "
-                                    "experiments or commits) to PNG files and an index.html that need "
-                                    "no network.")
-    pl.add_argument("revs", nargs="*", help="git revisions / experiment names to compare (default: workspace)")
-    pl.add_argument("--out", default="reports/dvc_plots", help="output folder (default: reports/dvc_plots)")
+    pl = sub.add_parser(
+        "plots",
+        help="render the DVC plots to PNG + index.html, offline",
+        description="Render `dvc plots show` (or `dvc plots diff REV...` to compare "
+        "experiments or commits) to PNG files and an index.html that need "
+        "no network.",
+    )
+    pl.add_argument(
+        "revs", nargs="*", help="git revisions / experiment names to compare (default: workspace)"
+    )
+    pl.add_argument(
+        "--out", default="reports/dvc_plots", help="output folder (default: reports/dvc_plots)"
+    )
     pl.set_defaults(fn=cmd_plots)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bertpipe.catalog import DatasetUnavailable
     from bertpipe.config import ConfigError
+    from bertpipe.data.catalog import DatasetUnavailable
 
     try:
         return args.fn(args)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -23,7 +24,9 @@ def tracking_uri() -> str:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -55,7 +58,9 @@ def run_tags(stage: str) -> dict[str, str]:
     return tags
 
 
-def make_logger(experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None):
+def make_logger(
+    experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None
+):
     """A Lightning MLFlowLogger; with ``run_id`` it continues that run instead of starting one.
 
     MLflow refuses to change a logged param, and a resumed run may legitimately differ
@@ -72,15 +77,23 @@ def make_logger(experiment: str, run_name: str, run_id: str | None = None, tags:
             flat = _flatten_dict(_convert_params(params))
             logged = self.experiment.get_run(self.run_id).data.params
             for key, value in flat.items():
-                if key in logged and str(value)[:250] != logged[key]:  # MLFlowLogger stores 250 chars
+                if (
+                    key in logged and str(value)[:250] != logged[key]
+                ):  # MLFlowLogger stores 250 chars
                     self.experiment.set_tag(self.run_id, f"changed_param.{key}", str(value)[:5000])
             new = {k: v for k, v in flat.items() if k not in logged}
             if new:
                 super().log_hyperparams(new)
 
     cls = ContinuedRunLogger if run_id else MLFlowLogger
-    return cls(experiment_name=experiment, run_name=run_name, tracking_uri=tracking_uri(),
-               run_id=run_id, tags=tags, log_model=False)
+    return cls(
+        experiment_name=experiment,
+        run_name=run_name,
+        tracking_uri=tracking_uri(),
+        run_id=run_id,
+        tags=tags,
+        log_model=False,
+    )
 
 
 def log_text(logger, text: str, artifact_file: str) -> None:
@@ -141,25 +154,34 @@ def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
 
 
 def _new_pipeline_run(client, experiment: str, tags: dict[str, str]) -> str:
-    run = client.create_run(_experiment_id(client, experiment), run_name="pipeline",
-                            tags={**run_tags("pipeline"), **tags})
+    run = client.create_run(
+        _experiment_id(client, experiment),
+        run_name="pipeline",
+        tags={**run_tags("pipeline"), **tags},
+    )
     return run.info.run_id
 
 
-def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, artifacts: dict[str, str | Path] = (),
-               tags: dict[str, str] | None = None, finish: bool = False) -> None:
+def log_to_run(
+    run_id: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    artifacts: Mapping[str, str | Path] | None = None,
+    tags: dict[str, str] | None = None,
+    finish: bool = False,
+) -> None:
     """Metrics, files/folders (artifact path -> local path) and tags on an existing run; ``finish`` ends it."""
     client = _client()
     for k, v in (metrics or {}).items():
         client.log_metric(run_id, k, float(v))
-    for artifact_path, local in dict(artifacts).items():
-        local = Path(local)
+    for artifact_path, where in (artifacts or {}).items():
+        local = Path(where)
         if local.is_dir():
             client.log_artifacts(run_id, str(local), artifact_path)
         elif local.exists():
             client.log_artifact(run_id, str(local), artifact_path or None)
-    for k, v in (tags or {}).items():
-        client.set_tag(run_id, k, v)
+    for k, tag in (tags or {}).items():
+        client.set_tag(run_id, k, tag)
     if finish:
         client.set_terminated(run_id, "FINISHED")
 
@@ -182,8 +204,14 @@ def run_url(run_id: str) -> str:
     return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
 
 
-def register_and_promote(run_id: str, model_dir: str | Path, name: str, metric: str, value: float,
-                         alias: str = "champion") -> dict:
+def register_and_promote(
+    run_id: str,
+    model_dir: str | Path,
+    name: str,
+    metric: str,
+    value: float,
+    alias: str = "champion",
+) -> dict:
     """Register ``model_dir`` (logged to ``run_id``) as a new version of ``name``; move ``alias``
     to it only if ``value`` beats the current holder's ``metric`` (higher is better).
 
@@ -198,8 +226,12 @@ def register_and_promote(run_id: str, model_dir: str | Path, name: str, metric: 
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name)
-    version = client.create_model_version(name, f"runs:/{run_id}/{artifact_path}", run_id=run_id,
-                                          tags={metric: str(value), **dvc_hashes()})
+    version = client.create_model_version(
+        name,
+        f"runs:/{run_id}/{artifact_path}",
+        run_id=run_id,
+        tags={metric: str(value), **dvc_hashes()},
+    )
     try:
         current = client.get_model_version_by_alias(name, alias)
         previous = float(current.tags.get(metric, "-inf"))
@@ -208,4 +240,9 @@ def register_and_promote(run_id: str, model_dir: str | Path, name: str, metric: 
     promoted = previous is None or value > previous
     if promoted:
         client.set_registered_model_alias(name, alias, version.version)
-    return {"version": int(version.version), "promoted": promoted, "previous": previous, "value": value}
+    return {
+        "version": int(version.version),
+        "promoted": promoted,
+        "previous": previous,
+        "value": value,
+    }

@@ -15,7 +15,9 @@ import os
 def parse_args(description: str, *paths: tuple[str, str]) -> argparse.Namespace:
     """``--params`` plus one required option per (name, help) path pair."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: params.yaml)"
+    )
     for name, help_text in paths:
         parser.add_argument(f"--{name}", required=True, help=help_text)
     args = parser.parse_args()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from bertpipe.atomic import write_json
 from bertpipe.config import load_params
-from bertpipe.corpus import build_corpus
-from bertpipe.outputs import write_json
+from bertpipe.data.corpus import build_corpus
 from bertpipe.stages import parse_args
 
 log = logging.getLogger("bertpipe.stages.corpus")
@@ -22,8 +22,13 @@ def main() -> None:
     stats = build_corpus(cfg, args.out)
     write_json(args.stats, stats)
     total = stats["total"]
-    log.info("corpus: %d documents, %d sentences, %d words kept; dropped %s",
-             total["documents"], total["sentences"], total["words"], total["dropped"])
+    log.info(
+        "corpus: %d documents, %d sentences, %d words kept; dropped %s",
+        total["documents"],
+        total["sentences"],
+        total["words"],
+        total["dropped"],
+    )
 
 
 if __name__ == "__main__":

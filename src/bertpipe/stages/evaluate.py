@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bertpipe import tracking
 from bertpipe.config import load_params
-from bertpipe.report import build_report
+from bertpipe.evaluation.report import build_report
 from bertpipe.stages import parse_args
 
 log = logging.getLogger("bertpipe.stages.evaluate")
@@ -26,13 +26,25 @@ def main() -> None:
     files = [Path(args.finetune) / f"{task}.json" for task in params.finetune.tasks]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        raise SystemExit(f"evaluate: no fine-tuning results {missing}; run the finetune stages first (dvc repro)")
-    metrics = build_report(files, Path(args.pretrain_metrics), Path(args.curves), params.model.size, args.out)
+        raise SystemExit(
+            f"evaluate: no fine-tuning results {missing}; run the finetune stages first (dvc repro)"
+        )
+    metrics = build_report(
+        files, Path(args.pretrain_metrics), Path(args.curves), params.model.size, args.out
+    )
     parent = tracking.pipeline_run(params.tracking.experiment, args.pretrained)
-    tracking.log_to_run(parent, metrics={f"glue_average/{k}": v for k, v in metrics["glue_average"].items()},
-                        artifacts={"report": args.out}, finish=True)
-    log.info("evaluate: report in %s; GLUE average %s; skipped %s", args.out, metrics["glue_average"],
-             sorted(metrics["skipped"]))
+    tracking.log_to_run(
+        parent,
+        metrics={f"glue_average/{k}": v for k, v in metrics["glue_average"].items()},
+        artifacts={"report": args.out},
+        finish=True,
+    )
+    log.info(
+        "evaluate: report in %s; GLUE average %s; skipped %s",
+        args.out,
+        metrics["glue_average"],
+        sorted(metrics["skipped"]),
+    )
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from bertpipe.atomic import write_json
 from bertpipe.config import load_params
-from bertpipe.finetuning import run_task
-from bertpipe.outputs import write_json
 from bertpipe.stages import parse_args
+from bertpipe.training.finetuning import run_task
 
 log = logging.getLogger("bertpipe.stages.finetune")
 
@@ -23,16 +23,31 @@ def main() -> None:
         ("work", "per-run results kept between attempts (outside DVC outputs)"),
     )
     params = load_params(args.params)
-    summary = run_task(args.task, params.finetune, params.model, params.tracking,
-                       pretrained_dir=args.pretrained, tokenizer_dir=args.tokenizer,
-                       out_dir=args.out, work_dir=args.work)
+    summary = run_task(
+        args.task,
+        params.finetune,
+        params.model,
+        params.tracking,
+        pretrained_dir=args.pretrained,
+        tokenizer_dir=args.tokenizer,
+        out_dir=args.out,
+        work_dir=args.work,
+    )
     write_json(args.metrics, summary)
     if "skipped" in summary:
         log.warning("finetune %s: skipped (%s)", args.task, summary["skipped"])
     for label, r in summary.get("results", {}).items():
         m = r["summary"][summary["selection_metric"]]
-        log.info("finetune %s/%s: %s median %.2f (min %.2f, max %.2f over %d seeds)", args.task, label,
-                 summary["selection_metric"], m["median"], m["min"], m["max"], m["n"])
+        log.info(
+            "finetune %s/%s: %s median %.2f (min %.2f, max %.2f over %d seeds)",
+            args.task,
+            label,
+            summary["selection_metric"],
+            m["median"],
+            m["min"],
+            m["max"],
+            m["n"],
+        )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from bertpipe.config import load_params
-from bertpipe.pretraining import run_pretraining
 from bertpipe.stages import parse_args
+from bertpipe.training.pretraining import run_pretraining
 
 log = logging.getLogger("bertpipe.stages.pretrain")
 
@@ -22,11 +22,24 @@ def main() -> None:
         ("plots", "folder for the loss/accuracy curves (CSV)"),
     )
     params = load_params(args.params)
-    m = run_pretraining(params.model, params.pretrain, params.tracking, args.data, args.tokenizer,
-                        args.out, args.checkpoints, args.metrics, args.plots)
-    log.info("pretrain: %d steps, val MLM acc %.4f (unigram baseline %.4f), NSP acc %s",
-             m["steps"], m.get("val/mlm_acc", float("nan")), m["val/unigram_baseline_acc"],
-             m.get("val/nsp_acc"))
+    m = run_pretraining(
+        params.model,
+        params.pretrain,
+        params.tracking,
+        args.data,
+        args.tokenizer,
+        args.out,
+        args.checkpoints,
+        args.metrics,
+        args.plots,
+    )
+    log.info(
+        "pretrain: %d steps, val MLM acc %.4f (unigram baseline %.4f), NSP acc %s",
+        m["steps"],
+        m.get("val/mlm_acc", float("nan")),
+        m["val/unigram_baseline_acc"],
+        m.get("val/nsp_acc"),
+    )
 
 
 if __name__ == "__main__":

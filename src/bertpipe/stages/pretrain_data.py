@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from bertpipe.atomic import write_json
 from bertpipe.config import load_params
-from bertpipe.instances import build_pretrain_data
-from bertpipe.outputs import write_json
+from bertpipe.data.instances import build_pretrain_data
 from bertpipe.stages import parse_args
 
 log = logging.getLogger("bertpipe.stages.pretrain_data")
@@ -23,9 +23,12 @@ def main() -> None:
     cfg = load_params(args.params).pretrain_data
     stats = build_pretrain_data(cfg, args.corpus, args.tokenizer, args.out)
     write_json(args.stats, stats)
-    log.info("pretrain_data: %d train / %d valid instances, random-next %.3f",
-             stats["train"]["instances"], stats["valid"]["instances"],
-             stats["train"]["random_next_fraction"] or 0)
+    log.info(
+        "pretrain_data: %d train / %d valid instances, random-next %.3f",
+        stats["train"]["instances"],
+        stats["valid"]["instances"],
+        stats["train"]["random_next_fraction"] or 0,
+    )
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
+from bertpipe.atomic import atomic_dir, write_json
 from bertpipe.config import load_params
-from bertpipe.outputs import atomic_dir, write_json
+from bertpipe.data.shards import shard_files
+from bertpipe.data.tokenizer import load_existing, save_tokenizer, tokenizer_stats, train_tokenizer
 from bertpipe.stages import parse_args
-from bertpipe.tokenizer import load_existing, save_tokenizer, tokenizer_stats, train_tokenizer
 
 log = logging.getLogger("bertpipe.stages.tokenizer")
 
@@ -21,20 +21,23 @@ def main() -> None:
         ("stats", "tokenizer_stats.json path"),
     )
     cfg = load_params(args.params).tokenizer
-    corpus = Path(args.corpus)
     if cfg.reuse_from:
         tok = load_existing(cfg.reuse_from, cfg.lowercase, cfg.strip_accents)
     else:
-        tok = train_tokenizer(cfg, sorted((corpus / "train").glob("shard-*.txt")))
-    held_out = sorted((corpus / "valid").glob("shard-*.txt"))
+        tok = train_tokenizer(cfg, shard_files(args.corpus, "train"))
+    held_out = shard_files(args.corpus, "valid")
     stats = tokenizer_stats(tok, held_out, cfg.stats_max_sentences)
     stats["source"] = cfg.reuse_from or "trained"
     with atomic_dir(args.out) as tmp:
         save_tokenizer(tok, tmp, cfg.model_max_length)
     write_json(args.stats, stats)
-    log.info("tokenizer: vocab %d, [UNK] rate %.5f, %.3f tokens/word on %d held-out sentences",
-             stats["vocab_size"], stats["unk_rate"] or 0, stats["tokens_per_word"] or 0,
-             stats["sentences"])
+    log.info(
+        "tokenizer: vocab %d, [UNK] rate %.5f, %.3f tokens/word on %d held-out sentences",
+        stats["vocab_size"],
+        stats["unk_rate"] or 0,
+        stats["tokens_per_word"] or 0,
+        stats["sentences"],
+    )
 
 
 if __name__ == "__main__":

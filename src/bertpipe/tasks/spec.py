@@ -2,7 +2,7 @@
 
 Owns ``TaskSpec`` and ``resolve_task``: GLUE tasks, SQuAD v1.1/v2.0 and user tasks
 from ``params.yaml`` become one description (kind, label set, metrics, a loader
-per split), and every loader returns a ``datasets.Dataset`` in one internal schema:
+per split), and every loader returns a ``datasets.Dataset`` in its kind's schema:
 
 - classification / regression: ``text_a``, ``text_b`` (pairs only), ``label``
   (class index, or float score);
@@ -15,28 +15,28 @@ raises ``catalog.DatasetUnavailable``, which the stage turns into a skip note.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from bertpipe.config import GLUE_TASKS, SQUAD_TASKS, FinetuneConfig
+from bertpipe.tasks.kinds import KINDS, USER_KINDS, TaskKind
 
-Kind = Literal["classification", "regression", "token_classification", "qa"]
+if TYPE_CHECKING:
+    import datasets
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: Kind
+    kind: TaskKind
     labels: tuple[str, ...] | None
     """Class or tag names in index order; None for regression and QA."""
     metrics: tuple[str, ...]
-    """Reported metric names (see ``tasks.metrics``); the first is the one that picks the best epoch."""
-    load: Callable[[str], object]
+    """Reported metric names (see ``tasks.evaluators``); the first is the one that picks the best epoch."""
+    load: Callable[[str], datasets.Dataset]
     """split ('train' or 'dev') -> datasets.Dataset in the internal schema."""
-    pair: bool = False
-    """Sentence-pair task (text_b present)."""
     unanswerable: bool = False
     """QA with unanswerable questions (SQuAD v2.0): a no-answer score and threshold."""
     origin: str = ""
@@ -50,16 +50,11 @@ class TaskSpec:
 
     @property
     def num_labels(self) -> int:
-        if self.kind == "regression":
-            return 1
-        if self.kind == "qa":
-            return 2
-        return len(self.labels)
+        return self.kind.num_labels(self)
 
 
 def _glue(name: str) -> TaskSpec:
     from bertpipe.tasks import glue
-    from bertpipe.tasks.metrics import GLUE_METRICS
 
     task = glue.get_task(name)
 
@@ -68,11 +63,16 @@ def _glue(name: str) -> TaskSpec:
         cols = {task.text_a: "text_a", **({task.text_b: "text_b"} if task.text_b else {})}
         return ds.select_columns([*cols, "label"]).rename_columns(cols)
 
-    names, selection = GLUE_METRICS[name]
-    ordered = (selection, *[n for n in names if n != selection])
-    kind = "regression" if task.labels is None else "classification"
-    return TaskSpec(name, kind, task.labels, ordered, load, pair=task.text_b is not None,
-                    origin=f"GLUE {name}", extra_dev=("dev_mismatched",) if name == "mnli" else ())
+    kind = KINDS["regression" if task.labels is None else "classification"]
+    return TaskSpec(
+        name,
+        kind,
+        task.labels,
+        task.metrics,
+        load,
+        origin=f"GLUE {name}",
+        extra_dev=("dev_mismatched",) if name == "mnli" else (),
+    )
 
 
 def _squad(name: str, cfg: FinetuneConfig) -> TaskSpec:
@@ -81,25 +81,38 @@ def _squad(name: str, cfg: FinetuneConfig) -> TaskSpec:
     v2 = name == "squad_v2"
 
     def load(split: str):
-        return squad.load_split(name, split, exclude_ambiguous=cfg.squad_exclude_ambiguous and split == "train")
+        return squad.load_split(
+            name, split, exclude_ambiguous=cfg.squad_exclude_ambiguous and split == "train"
+        )
 
-    metrics = ("best_f1", "best_exact", "f1", "exact_match", "HasAns_f1", "NoAns_f1") if v2 else ("f1", "exact_match")
-    return TaskSpec(name, "qa", None, metrics, load, pair=True, unanswerable=v2,
-                    origin="SQuAD v2.0" if v2 else "SQuAD v1.1")
+    metrics = (
+        ("best_f1", "best_exact", "f1", "exact_match", "HasAns_f1", "NoAns_f1")
+        if v2
+        else ("f1", "exact_match")
+    )
+    return TaskSpec(
+        name,
+        KINDS["qa"],
+        None,
+        metrics,
+        load,
+        unanswerable=v2,
+        origin="SQuAD v2.0" if v2 else "SQuAD v1.1",
+    )
 
 
 def _user(name: str, cfg: FinetuneConfig) -> TaskSpec:
     from bertpipe.tasks import user
 
     ucfg = cfg.user_tasks[name]
-    labels = ucfg.labels if ucfg.labels is not None else user.infer_labels(name, ucfg)
-    metrics = user.metrics_for(ucfg, labels)
+    kind = USER_KINDS[ucfg.kind]
+    labels = ucfg.labels if ucfg.labels is not None else user.infer_labels(name, ucfg, kind)
+    metrics = kind.user_metrics(ucfg, labels)
 
     def load(split: str):
-        return user.load_split(name, ucfg, split, labels)
+        return user.load_split(name, ucfg, split, labels, kind)
 
-    return TaskSpec(name, ucfg.kind, None if ucfg.kind == "regression" else labels, metrics, load,
-                    pair=ucfg.text_b is not None, origin=f"user task ({ucfg.train})")
+    return TaskSpec(name, kind, labels, metrics, load, origin=f"user task ({ucfg.train})")
 
 
 def resolve_task(name: str, cfg: FinetuneConfig) -> TaskSpec:
@@ -114,9 +127,9 @@ def resolve_task(name: str, cfg: FinetuneConfig) -> TaskSpec:
     elif name in SQUAD_TASKS:
         spec = _squad(name, cfg)
     else:
-        spec = None
-    if spec is not None:
-        return replace(spec, load=functools.lru_cache(maxsize=None)(spec.load))
-    known = ", ".join([*GLUE_TASKS, *SQUAD_TASKS, *cfg.user_tasks])
-    raise KeyError(f"unknown task {name!r}; known: {known}; define your own under finetune.user_tasks "
-                   "in params.yaml")
+        known = ", ".join([*GLUE_TASKS, *SQUAD_TASKS, *cfg.user_tasks])
+        raise KeyError(
+            f"unknown task {name!r}; known: {known}; define your own under "
+            "finetune.user_tasks in params.yaml"
+        )
+    return replace(spec, load=functools.lru_cache(maxsize=None)(spec.load))

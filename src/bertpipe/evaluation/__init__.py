@@ -1,0 +1,1 @@
+"""Evaluation: the report (tables, plots, published references), offline DVC plots, promotion rules."""

@@ -1,0 +1,538 @@
+"""BERT (Devlin et al., 2018) in plain torch: one block per class, Hugging Face parameter names.
+
+Owns the network, its sizes and its weight initialisation (``BertPreTrainedModel.init_weights``,
+the one place). Torch-only; the Hugging Face checkpoint format (load any BERT
+directory, save one that ``transformers`` loads) lives beside it in
+``models/bert_checkpoint.py``, the family's entry in ``models/registry.py``.
+
+Deviations from the original BERT, all deliberate:
+
+* attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels
+  on GPU); the math is the paper's softmax(QK^T / sqrt(d)) V with a padding mask;
+* the MLM head projects only the positions that carry a label (``mlm_labels !=
+  -100``) onto the vocabulary: the full-vocabulary projection at every position
+  is most of the cost of a small model and its result is thrown away;
+* on CPU, dropout draws its keep-mask from int16 random numbers (a keep
+  probability exact to 1/32768), because torch's CPU ``bernoulli_`` cost a fifth
+  of a BERT-mini training step; and training-time attention with dropout runs
+  the softmax/dropout/matmul explicitly, which is what SDPA's CPU path does in
+  that case anyway. GPUs use ``F.dropout`` and fused SDPA kernels;
+* optionally (``position_init="sinusoidal"``, the demo preset), the learned position
+  embeddings *start* as Vaswani et al.'s sin/cos table scaled to ``position_init_std``
+  instead of N(0, 0.02); they are trained as usual and the checkpoint format is
+  unchanged. From N(0, 0.02), BERT-mini on the demo's 5 M tokens never learnt to use
+  the word next to the mask and predicted from the bag of words ("the [MASK] store"
+  -> ","); in the sin/cos table the similarity of two positions depends only on
+  their offset, so "the next token" is one linear map from the start (docs/LOG.md,
+  2026-11-22);
+* GELU is the exact erf form (as in Hugging Face), not the tanh approximation of
+  the original TensorFlow code;
+* the encoder returns only the last layer (no per-layer hidden states or
+  attention maps), and there is no cross-attention or KV cache (encoder only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertpipe.labels import IGNORE_INDEX
+
+# name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (Turc et al., 2019 sizes).
+SIZES = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+    "large": (24, 1024),
+}
+
+
+@dataclass
+class BertConfig:
+    """Hyperparameters, with the field names of Hugging Face's ``config.json``."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    id2label: dict[str, str] | None = None
+    """Label names of a fine-tuned head (Hugging Face's field); None for pretraining."""
+    problem_type: str | None = None
+    """``regression`` or ``single_label_classification`` for sequence heads."""
+    position_init: str = "normal"
+    """How position embeddings start: ``normal`` (the paper) or ``sinusoidal`` (see the module
+    docstring). An initialisation recipe, not architecture: not written to config.json."""
+    position_init_std: float = 0.1
+    """Standard deviation the sin/cos table is scaled to (``sinusoidal`` only)."""
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label) if self.id2label else 2
+
+    @classmethod
+    def from_size(cls, size: str, vocab_size: int, **overrides) -> BertConfig:
+        if size not in SIZES:
+            raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+        layers, hidden = SIZES[size]
+        return cls(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=hidden // 64,
+            intermediate_size=4 * hidden,
+            **overrides,
+        )
+
+
+# ------------------------------------------------------------------------------ blocks
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout`` semantics; on CPU a cheaper mask (see the module docstring)."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    r = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_()  # uniform in [0, 32767]
+    keep = r >= round(p * 32768)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+def sinusoid_table(positions: int, dim: int, std: float) -> torch.Tensor:
+    """Vaswani et al.'s table (sin on even, cos on odd features) scaled to standard deviation std."""
+    pos = torch.arange(positions, dtype=torch.float64)[:, None]  # (P, 1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float64) * (-math.log(10000.0) / dim))
+    table = torch.zeros(positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return (table * (std / table.std())).float()  # (P, H)
+
+
+class Dropout(nn.Module):
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class BertEmbeddings(nn.Module):
+    """Token + segment + position embeddings, summed, then LayerNorm and dropout."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = Dropout(c.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        T = input_ids.shape[1]
+        positions = torch.arange(T, device=input_ids.device)
+        x = (
+            self.word_embeddings(input_ids)
+            + self.token_type_embeddings(token_type_ids)
+            + self.position_embeddings(positions)
+        )  # (B, T, H)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention with a key padding mask."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        if c.hidden_size % c.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        self.n_head = c.num_attention_heads
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dropout_p = c.attention_probs_dropout_prob
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        hs = H // self.n_head
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        p = self.dropout_p if self.training else 0.0
+        if p and x.device.type == "cpu":
+            y = explicit_attention(q, k, v, mask, p)  # (B, nh, T, hs)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=p
+            )  # (B, nh, T, hs)
+        return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+
+
+def explicit_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float
+) -> torch.Tensor:
+    """SDPA's math spelled out, with our CPU dropout on the probabilities (see the module docstring)."""
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, T, T)
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf"))
+    return dropout(att.softmax(-1), p, True) @ v  # (B, nh, T, hs)
+
+
+class BertOutput(nn.Module):
+    """Projection back to H, dropout, Add & Norm (after attention, and after the feed-forward)."""
+
+    def __init__(self, c: BertConfig, d_in: int):
+        super().__init__()
+        self.dense = nn.Linear(d_in, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.dropout = Dropout(c.hidden_dropout_prob)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(h)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(c)
+        self.output = BertOutput(c, c.hidden_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+class BertIntermediate(nn.Module):
+    """First feed-forward layer with GELU."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(x))  # (B, T, 4H)
+
+
+class BertLayer(nn.Module):
+    """One encoder layer: self-attention block then feed-forward block."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(c)
+        self.intermediate = BertIntermediate(c)
+        self.output = BertOutput(c, c.intermediate_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        a = self.attention(x, mask)
+        return self.output(self.intermediate(a), a)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(c) for _ in range(c.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class BertPooler(nn.Module):
+    """tanh(dense(h_[CLS])): the sentence representation the NSP and classifier heads use."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(h[:, 0]))  # (B, H)
+
+
+@dataclass
+class BertOutputs:
+    last_hidden_state: torch.Tensor
+    """(B, T, H)"""
+    pooler_output: torch.Tensor | None
+    """(B, H)"""
+
+
+class BertPreTrainedModel(nn.Module):
+    """What every BERT network shares: its config and BERT's initialisation."""
+
+    config: BertConfig
+    loading_info: dict[str, list[str]]
+    """Set by ``bert_checkpoint.load``: the weights a checkpoint lacked and those it had extra."""
+
+    def init_weights(self) -> None:
+        """BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms."""
+        if self.config.position_init not in ("normal", "sinusoidal"):
+            raise ValueError(
+                f"position_init {self.config.position_init!r}: choose 'normal' or 'sinusoidal'"
+            )
+        std = self.config.initializer_range
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.padding_idx is not None:
+                    with torch.no_grad():
+                        m.weight[m.padding_idx].zero_()
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, BertLMPredictionHead):
+                nn.init.zeros_(m.bias)
+        if self.config.position_init == "sinusoidal":
+            for m in self.modules():
+                if isinstance(m, BertEmbeddings):
+                    table = m.position_embeddings.weight
+                    with torch.no_grad():
+                        table.copy_(
+                            sinusoid_table(
+                                table.shape[0], table.shape[1], self.config.position_init_std
+                            )
+                        )
+
+    def tie_weights(self) -> None:
+        """Share the parameters the architecture ties (none here; the MLM decoder below)."""
+
+
+# -------------------------------------------------------------------------------- models
+
+
+class BertModel(BertPreTrainedModel):
+    """The encoder: embeddings, N layers, pooler."""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> BertOutputs:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend
+        h = self.encoder(self.embeddings(input_ids, token_type_ids), mask)
+        return BertOutputs(h, self.pooler(h) if self.pooler is not None else None)
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(h)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """Transform, then the decoder tied to the word embeddings, plus an output bias."""
+
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(c)
+        self.decoder = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(c.vocab_size))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(h)) + self.bias  # (N, V)
+
+
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(c)
+        self.seq_relationship = nn.Linear(c.hidden_size, 2)
+
+
+@dataclass
+class PreTrainingOutputs:
+    loss: torch.Tensor | None
+    mlm_loss: torch.Tensor | None
+    nsp_loss: torch.Tensor | None
+    mlm_logits: torch.Tensor
+    """(N, V): one row per labelled position, in row-major (batch, position) order."""
+    mlm_targets: torch.Tensor | None
+    """(N,): the labels of those positions."""
+    nsp_logits: torch.Tensor
+    """(B, 2); class 1 = B is a random segment."""
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT with the masked-LM and next-sentence heads."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.cls = BertPreTrainingHeads(config)
+        self.init_weights()
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        mlm_labels: torch.Tensor | None = None,
+        nsp_labels: torch.Tensor | None = None,
+    ) -> PreTrainingOutputs:
+        out = self.bert(input_ids, token_type_ids, attention_mask)
+        h = out.last_hidden_state
+        if mlm_labels is not None:
+            selected = mlm_labels != IGNORE_INDEX  # (B, T)
+            mlm_logits = self.cls.predictions(h[selected])  # (N, V): masked positions only
+            targets = mlm_labels[selected]
+        else:
+            mlm_logits, targets = self.cls.predictions(h), None  # (B, T, V)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
+        mlm_loss = nsp_loss = loss = None
+        if targets is not None:
+            mlm_loss = (
+                F.cross_entropy(mlm_logits.float(), targets)
+                if targets.numel()
+                else mlm_logits.sum() * 0.0
+            )
+            loss = mlm_loss
+        if nsp_labels is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
+            loss = nsp_loss if loss is None else loss + nsp_loss
+        return PreTrainingOutputs(loss, mlm_loss, nsp_loss, mlm_logits, targets, nsp_logits)
+
+
+# ------------------------------------------------------------------- fine-tuning heads
+
+
+@dataclass
+class TaskOutputs:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+    """(B, num_labels), (B, T, num_labels), or (B, T, 2) for spans (start, end)."""
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Classification or regression (``num_labels == 1``) on the pooled [CLS] representation."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(
+        self, input_ids, token_type_ids=None, attention_mask=None, labels=None
+    ) -> TaskOutputs:
+        pooled = self.bert(input_ids, token_type_ids, attention_mask).pooler_output
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels)
+        return TaskOutputs(loss, logits)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """A label per token (NER, POS) from the last hidden states."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(
+        self, input_ids, token_type_ids=None, attention_mask=None, labels=None
+    ) -> TaskOutputs:
+        h = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
+        logits = self.classifier(self.dropout(h))  # (B, T, num_labels)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
+            )
+        return TaskOutputs(loss, logits)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Span extraction: a start and an end logit per token."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(
+        self,
+        input_ids,
+        token_type_ids=None,
+        attention_mask=None,
+        start_positions=None,
+        end_positions=None,
+    ) -> TaskOutputs:
+        h = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
+        logits = self.qa_outputs(h)  # (B, T, 2)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            start, end = logits.float().unbind(-1)
+            loss = (
+                F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)
+            ) / 2
+        return TaskOutputs(loss, logits)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_token(c: BertConfig, seq_len: int, masked_fraction: float) -> float:
+    """Training FLOPs per token: 6 x params-in-matmuls + attention + the MLM head on masked tokens."""
+    L, H, V = c.num_hidden_layers, c.hidden_size, c.vocab_size
+    dense = 6 * 12 * L * H * H + 12 * L * H * seq_len
+    head = 6 * masked_fraction * (H * H + H * V)
+    return dense + head

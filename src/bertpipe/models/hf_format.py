@@ -1,0 +1,75 @@
+"""The Hugging Face checkpoint directory, family-independent: ``config.json`` + weights.
+
+Owns reading and writing the two files every family's checkpoint has, and the
+safety rule: weights load from ``model.safetensors``, or from a
+``pytorch_model.bin`` only when it holds plain tensors (unpickling can run code).
+Which keys and config fields a family uses is the family's checkpoint module's
+business (``models/bert_checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded; the message says what is wrong."""
+
+
+def read_config(folder: str | Path) -> tuple[dict, Path]:
+    """The parsed ``config.json`` of a checkpoint directory, and its path."""
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not path.exists():
+        raise CheckpointError(f"{folder}: no config.json (is this a checkpoint directory?)")
+    try:
+        return json.loads(path.read_text()), path
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON: {e}") from None
+
+
+def load_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
+    """Weights from ``model.safetensors`` or ``pytorch_model.bin``, never unpickling code."""
+    folder = Path(folder)
+    st, pt = folder / WEIGHTS, folder / "pytorch_model.bin"
+    if st.exists():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(st))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{st}: not a valid safetensors file ({e})") from None
+    if pt.exists():
+        try:
+            state = torch.load(pt, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError or RuntimeError for foreign pickles
+            raise CheckpointError(
+                f"{pt}: refused to load: it is not a plain tensor checkpoint ({type(e).__name__}). "
+                "Only safetensors or weights-only torch files are loaded, since unpickling can "
+                "run code; convert it to model.safetensors with a tool you trust"
+            ) from None
+        if not isinstance(state, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state.values()
+        ):
+            raise CheckpointError(f"{pt}: expected a mapping of parameter names to tensors")
+        return state
+    raise CheckpointError(f"{folder}: neither model.safetensors nor pytorch_model.bin found")
+
+
+def write_checkpoint(folder: str | Path, state: dict[str, torch.Tensor], config: dict) -> Path:
+    """``config.json`` + ``model.safetensors`` (contiguous CPU copies of ``state``)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+    (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return folder

@@ -1,1 +1,0 @@
-"""Scale presets as overlays on the defaults in ``bertpipe.config`` (package data)."""

@@ -1,0 +1,110 @@
+"""Pretraining checkpoints: which ones a rerun may resume from, and the newest complete one.
+
+Checkpoints live outside DVC's outputs (``checkpoints/pretrain``) because DVC
+deletes a stage's outputs before running it, and a failed run must keep them.
+A ``fingerprint.json`` beside them records the configuration and the training
+code they belong to: changed params or data start a fresh run instead of
+resuming a stale one, and so does changed code once the run had finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import zipfile
+from pathlib import Path
+
+import torch
+
+from bertpipe.atomic import write_json
+from bertpipe.config import ModelConfig, PretrainConfig
+
+log = logging.getLogger("bertpipe.training.pretraining")
+
+
+def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, meta: dict) -> str:
+    """What a checkpoint's weights depend on: the model and pretrain sections, tokenizer and data."""
+    # Settings that do not change the result (workers, logging cadence) are left out.
+    run = cfg.model_dump(
+        mode="json",
+        exclude={
+            "num_workers",
+            "log_every_n_steps",
+            "fill_mask_examples",
+            "limit_val_batches",
+            "val_every_n_steps",
+            "max_steps",
+        },
+    )
+    blob = json.dumps(
+        {
+            "model": model_cfg.model_dump(mode="json"),
+            "pretrain": run,
+            "tokenizer": meta["tokenizer_sha256"],
+            "data": meta["splits"],
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def prepare_checkpoint_dir(ckpt_dir: Path, config_hash: str, code: str, max_steps: int) -> None:
+    """Keep the checkpoints a rerun may resume from; delete the rest.
+
+    Changed params or data: start afresh. Changed training code (``code``): an
+    unfinished run still resumes (a crash fixed mid-run keeps its progress, with a
+    warning), but a finished one is trained again, or the rerun DVC starts after a
+    code change would hand back the old code's model under the new code's hash.
+    """
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    fp = ckpt_dir / "fingerprint.json"
+    stored = json.loads(fp.read_text()) if fp.exists() else {}
+    fresh = None
+    if stored and stored.get("fingerprint") != config_hash:
+        fresh = "params or data changed since the checkpoints in %s were made; starting a fresh run"
+    elif (
+        stored
+        and stored.get("code") != code
+        and (latest := latest_checkpoint(ckpt_dir)) is not None
+    ):
+        if checkpoint_step(latest) >= max_steps:
+            fresh = (
+                "the training code changed since the finished run in %s; training again so the "
+                "model is the current code's"
+            )
+        else:
+            log.warning(
+                "pretrain: the training code changed since the run in %s started; resuming "
+                "it (delete the folder to start afresh)",
+                ckpt_dir,
+            )
+    if fresh:
+        log.warning("pretrain: " + fresh, ckpt_dir)
+        for p in ckpt_dir.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    write_json(fp, {"fingerprint": config_hash, "code": code})
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at (memory-mapped: weights stay on disk)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest complete checkpoint: a process killed while writing leaves a broken zip."""
+    candidates = sorted(ckpt_dir.glob("step*.ckpt"), reverse=True)
+    if (ckpt_dir / "last.ckpt").exists():
+        candidates.insert(0, ckpt_dir / "last.ckpt")
+    for path in candidates:
+        try:
+            with zipfile.ZipFile(path) as z:
+                if z.testzip() is None:
+                    return path
+        except (zipfile.BadZipFile, OSError):
+            pass
+        log.warning(
+            "pretrain: %s is incomplete (interrupted while saving); trying an older one", path
+        )
+    return None

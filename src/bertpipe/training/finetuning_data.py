@@ -1,0 +1,70 @@
+"""The fine-tuning LightningDataModule: one task's train and dev splits, encoded by its kind.
+
+Owns which examples a run sees: ``max_train_examples`` takes a fixed subset (seed 0,
+whatever the run's seed) so runs compare on the same data; ``max_eval_examples``
+keeps the first dev rows. Encoding and collation are the task kind's
+(``tasks/kinds.py``); this module only loads, subsets and batches.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from bertpipe.config import FinetuneHParams
+from bertpipe.tasks.kinds import Encoded
+from bertpipe.tasks.spec import TaskSpec
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Train and dev data of one task, encoded with ``tokenizer``.
+
+    After ``setup()``: ``train`` and ``dev`` (``tasks.kinds.Encoded``) and
+    ``skipped`` (counts of examples left out and why, over both splits).
+    """
+
+    def __init__(self, spec: TaskSpec, tokenizer, hp: FinetuneHParams, seed: int):
+        super().__init__()
+        self.spec, self.tok, self.hp, self.seed = spec, tokenizer, hp, seed
+        self.pad_id = tokenizer.token_to_id("[PAD]")
+        self.skipped: dict[str, int] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "train"):
+            return
+        train = self.spec.load("train")
+        if self.hp.max_train_examples is not None and self.hp.max_train_examples < len(train):
+            train = train.shuffle(seed=0).select(range(self.hp.max_train_examples))
+        self.train = self._encode(train, train=True)
+        self.dev = self.encode_dev("dev")
+        if not self.train.rows:
+            raise ValueError(f"task {self.spec.name}: no training examples left ({self.skipped})")
+
+    def _encode(self, ds, train: bool) -> Encoded:
+        encoded = self.spec.kind.encode(self.tok, ds, self.hp, train)
+        for k, v in encoded.skipped.items():
+            self.skipped[k] = self.skipped.get(k, 0) + v
+        return encoded
+
+    def encode_dev(self, split: str) -> Encoded:
+        """A dev split (``dev``, or an extra one such as MNLI's ``dev_mismatched``), encoded."""
+        dev = self.spec.load(split)
+        if self.hp.max_eval_examples is not None and self.hp.max_eval_examples < len(dev):
+            dev = dev.select(range(self.hp.max_eval_examples))
+        return self._encode(dev, train=False)
+
+    def loader(self, rows: list[dict], shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            rows,  # type: ignore[arg-type]  # a list is a map-style dataset
+            batch_size=self.hp.batch_size,
+            shuffle=shuffle,
+            collate_fn=lambda b: self.spec.kind.collate(b, self.pad_id),
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader(self.train.rows, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader(self.dev.rows)

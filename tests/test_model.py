@@ -1,0 +1,73 @@
+"""The BERT network's own paths: CPU dropout, the explicit CPU attention, shapes, init."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from bertpipe.models.bert import (
+    BertConfig,
+    BertForPreTraining,
+    Dropout,
+    dropout,
+    explicit_attention,
+)
+
+
+def test_cpu_dropout_keeps_the_right_fraction_scaled_and_zeros_the_rest():
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1000) + 0.5  # no exact zeros in the input
+    y = dropout(x, 0.1, training=True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002  # 1e6 draws: std 0.0003
+    assert torch.equal(y[kept], x[kept] * (1.0 / 0.9))
+    assert torch.equal(y[~kept], torch.zeros_like(y[~kept]))
+    assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0, training=True) is x
+    module = Dropout(0.5).eval()
+    assert module(x) is x
+
+
+def _qkv(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 4, 12, 16, generator=g) for _ in range(3))  # (B, nh, T, hs)
+    mask = torch.ones(2, 1, 1, 12, dtype=torch.bool)
+    mask[1, ..., 9:] = False  # padding in the second row
+    return q, k, v, mask
+
+
+def test_explicit_cpu_attention_equals_sdpa():
+    q, k, v, mask = _qkv()
+    ours = explicit_attention(q, k, v, mask, 0.0)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert (ours - ref).abs().max() <= 1e-6
+
+
+def test_explicit_cpu_attention_drops_probabilities_with_the_cpu_mask():
+    q, k, v, mask = _qkv(1)
+    torch.manual_seed(5)
+    ours = explicit_attention(q, k, v, mask, 0.25)
+    torch.manual_seed(5)
+    probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # consumes no random numbers
+    att = ((q @ k.transpose(-2, -1)) / 4.0).masked_fill(~mask, float("-inf")).softmax(-1)
+    keep = torch.empty(att.shape, dtype=torch.int16).random_() >= round(0.25 * 32768)
+    expected = (att * keep / 0.75) @ v
+    assert (ours - expected).abs().max() <= 1e-6
+    assert (ours - probs).abs().max() > 1e-2  # dropout did something
+
+
+def test_training_mode_uses_the_cpu_paths_and_eval_is_deterministic():
+    cfg = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    model = BertForPreTraining(cfg)
+    ids = torch.randint(5, 100, (2, 10))
+    model.train()
+    a, b = model(ids).mlm_logits, model(ids).mlm_logits
+    assert not torch.equal(a, b)  # dropout on
+    model.eval()
+    assert torch.equal(model(ids).mlm_logits, model(ids).mlm_logits)
+    assert model(ids).mlm_logits.shape == (2, 10, 100)
