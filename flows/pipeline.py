@@ -96,18 +96,23 @@ def pipeline(
 ) -> dict:
     from bertpipe import tracking
     from bertpipe.config import load_params
+    from bertpipe.data.catalog import use_discovered_mirror
+    from bertpipe.dvc_runner import LockGuard
 
     workdir = str(Path(workdir).resolve())
+    use_discovered_mirror(workdir)  # what `make` finds, for a flow started without it
     params_path = write_params(preset, list(overrides or []), workdir)
     params = load_params(params_path)
+    tracking.require_reachable()
     pulled = dvc_sync("pull", workdir)
     run_id = tracking.start_pipeline_run(
         params.tracking.experiment,
         {"preset": params.preset, "overrides": ",".join(overrides or [])},
     )
-    results = run_dag(
-        workdir, {"BERTPIPE_PIPELINE_RUN_ID": run_id}, max_parallel or default_parallelism()
-    )
+    with LockGuard(workdir, log=print):
+        results = run_dag(
+            workdir, {"BERTPIPE_PIPELINE_RUN_ID": run_id}, max_parallel or default_parallelism()
+        )
     # Unchanged outputs are the models registered last time: no new versions for them.
     promoted = promote(workdir, run_id) if any(r["ran"] for r in results) else []
     pushed = dvc_sync("push", workdir)

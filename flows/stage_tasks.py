@@ -6,7 +6,11 @@ stays the single truth: ``run_stage`` reproduces one stage with ``dvc repro
 for the whole of a ``repro``, which would serialise the fine-tuning fan-out, so
 ``run_stage_concurrently`` asks DVC whether the stage changed and for its command,
 runs the command outside the lock, then records the result with ``dvc commit``
-(the lock is taken only for those short DVC calls).
+(the lock is taken only for those short DVC calls). While the command runs it holds
+DVC's own read/write lock on the stage's deps and outs (``dvc.rwlock``), so a
+``dvc repro`` of the same stage started meanwhile is refused as "busy", as DVC
+refuses two of its own. DVC runs through ``bertpipe.dvc_runner`` (this interpreter,
+``dvc.lock`` written atomically), so no task or stage ever reads a half-written lock.
 
 Failures are classified: a stage killed by a signal (preemption, OOM killer) or
 one whose traceback ends in an I/O or network error is transient and retried with
@@ -16,7 +20,6 @@ fails at once with the stage's own message.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import threading
@@ -26,6 +29,9 @@ from typing import Any
 from prefect import task
 from prefect.tasks import exponential_backoff
 
+from bertpipe.dvc_runner import command as dvc_command
+from bertpipe.dvc_runner import environment
+
 TRANSIENT_ERRORS = (
     "OSError",
     "IOError",
@@ -34,6 +40,7 @@ TRANSIENT_ERRORS = (
     "TimeoutError",
     "BrokenPipeError",
     "TransientStageError",
+    "TrackingUnreachableError",
     "socket.timeout",
     "URLError",
     "HTTPError",
@@ -95,7 +102,7 @@ def run_command(
         shell=isinstance(cmd, str),
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        env=environment(env),
         check=False,
     )
     if proc.returncode:
@@ -108,7 +115,7 @@ def dvc(
     *args: str, cwd: str, stage: str, env: dict | None = None, stdout_only: bool = False
 ) -> str:
     with _DVC_LOCK:
-        return run_command(["dvc", "--wait-for-lock", *args], cwd, stage, env, stdout_only)
+        return run_command(dvc_command("--wait-for-lock", *args), cwd, stage, env, stdout_only)
 
 
 @task(**STAGE_RETRIES, task_run_name="{stage}")
@@ -124,12 +131,26 @@ def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = No
     status = dvc("status", stage, cwd=workdir, stage=stage)
     if "up to date" in status:
         return {"stage": stage, "ran": False}
-    with _DVC_LOCK:
+    with _DVC_LOCK:  # DVC's rwlock file is not thread-safe: edit it under the thread lock
         from dvc.repo import Repo
+        from dvc.rwlock import rwlock
 
         with Repo(workdir) as repo:
-            cmd = repo.stage.collect(f"{Path(workdir) / 'dvc.yaml'}:{stage}")[0].cmd
-    run_command(cmd, workdir, stage, env)
+            found = repo.stage.collect(f"{Path(workdir) / 'dvc.yaml'}:{stage}")[0]
+            held = rwlock(
+                repo.tmp_dir,
+                repo.fs,
+                f"bertpipe flow: {stage}",
+                [d.fs_path for d in found.deps],
+                [o.fs_path for o in found.outs],
+                repo.config["core"].get("hardlink_lock", False),
+            )
+            held.__enter__()
+    try:
+        run_command(found.cmd, workdir, stage, env)
+    finally:
+        with _DVC_LOCK:
+            held.__exit__(None, None, None)
     dvc("commit", "--force", stage, cwd=workdir, stage=stage)
     return {"stage": stage, "ran": True}
 
@@ -149,7 +170,7 @@ def changed_stages(workdir: str = ".") -> list[str]:
 @task(retries=2, retry_delay_seconds=10)
 def dvc_sync(direction: str, workdir: str = ".") -> bool:
     """``dvc pull`` / ``dvc push`` when a default remote is configured; False when there is none."""
-    remotes = run_command(["dvc", "remote", "list"], workdir, f"dvc {direction}")
+    remotes = run_command(dvc_command("remote", "list"), workdir, f"dvc {direction}")
     if not remotes.strip():
         return False
     # A new remote (or one behind the workspace) lacks some objects; the stages rebuild them.
@@ -172,4 +193,9 @@ def write_params(preset: str | None, overrides: list[str], workdir: str = ".") -
         write_preset(preset, path, overrides)
     elif overrides:
         raise ValueError("overrides need a preset to apply to (e.g. preset='tiny')")
+    elif not path.exists():
+        raise FileNotFoundError(
+            f"{path}: params file not found; pass a preset (--preset demo) or write one with "
+            "`bertpipe preset demo`"
+        )
     return str(path)

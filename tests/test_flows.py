@@ -182,6 +182,100 @@ def test_the_flow_runs_the_dag_dvc_yaml_describes_with_a_bounded_fan_out(tmp_pat
     assert [(r["stage"], r["ran"]) for r in dag(1)][-1] == ("d", True)
 
 
+def test_a_concurrent_dvc_repro_of_a_running_fan_out_stage_is_refused(tmp_path, monkeypatch):
+    """The flow runs fan-out commands outside DVC's repository lock but inside its rwlock."""
+    import threading
+
+    from prefect import flow
+
+    from bertpipe.dvc_runner import command, environment
+    from flows.stage_tasks import run_stage_concurrently
+
+    project = _dag_project(tmp_path)
+    subprocess.run(
+        command("repro", "a"), cwd=project, check=True, env=environment(), capture_output=True
+    )
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no venv on PATH: the flow must not need one
+
+    @flow
+    def one():
+        return run_stage_concurrently("b@x", str(project))
+
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(one()))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while (
+        not (project / ".dvc/tmp/rwlock").exists()
+        or "b_x.json" not in (project / ".dvc/tmp/rwlock").read_text()
+    ):
+        assert time.monotonic() < deadline, "the flow task never took DVC's rwlock"
+        time.sleep(0.05)
+    other = subprocess.run(
+        command("repro", "--single-item", "b@x"),
+        cwd=project,
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
+    worker.join()
+    assert other.returncode != 0 and "is busy" in other.stdout + other.stderr
+    assert "bertpipe flow: b@x" in other.stdout + other.stderr
+    assert result == {"stage": "b@x", "ran": True}
+    assert "b@x" in yaml_load(project / "dvc.lock")["stages"]
+
+
+READER_STAGE = textwrap.dedent("""
+    import pathlib, sys, time, yaml
+    end = time.time() + 1.5
+    while time.time() < end:  # what a stage's MLflow tags did: read dvc.lock while siblings commit
+        text = pathlib.Path("dvc.lock").read_text() if pathlib.Path("dvc.lock").exists() else ""
+        yaml.safe_load(text)
+    pathlib.Path(sys.argv[1]).write_text(pathlib.Path("seed.txt").read_text())
+""")
+
+
+def test_the_fan_out_never_shows_a_stage_a_half_written_lock(tmp_path):
+    """Five rounds of six concurrent stages that parse dvc.lock while their siblings' `dvc commit`
+    rewrite it (a scheduled run once failed with a YAML error here): every reader parses."""
+    from prefect import flow
+
+    from flows.pipeline import run_dag
+
+    project = _project(tmp_path, "ok")
+    (project / "reader.py").write_text(READER_STAGE)
+    (project / "seed.txt").write_text("0")
+    (project / "params.yaml").write_text("items: [a, b, c, d, e, f]\n")
+    (project / "dvc.yaml").write_text(
+        textwrap.dedent("""
+        stages:
+          fan:
+            foreach: ${items}
+            do:
+              cmd: python reader.py out_${item}.txt
+              deps: [reader.py, seed.txt]
+              outs:
+                - out_${item}.txt
+    """)
+    )
+
+    @flow
+    def fan_out():
+        return run_dag(str(project), {}, 3)
+
+    for k in range(5):
+        (project / "seed.txt").write_text(str(k))
+        results = fan_out()
+        assert all(r["ran"] for r in results) and len(results) == 6
+    assert len(yaml_load(project / "dvc.lock")["stages"]) == 6
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
 @pytest.mark.minutes
 def test_sweep_runs_a_grid_as_dvc_experiments_and_reports_the_best(tmp_path):
     from flows.sweep import sweep

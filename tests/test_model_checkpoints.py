@@ -75,8 +75,26 @@ def test_a_weights_only_torch_file_loads(ckpt):
 
 
 def test_corrupt_safetensors(ckpt):
+    (ckpt / "model.sha256").unlink()  # as a checkpoint from elsewhere: nothing to check against
     (ckpt / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+        load(BertModel, ckpt)
+
+
+def test_an_export_records_its_hash_and_flipped_bytes_are_refused(ckpt):
+    import hashlib
+
+    weights = ckpt / "model.safetensors"
+    line = (ckpt / "model.sha256").read_text()
+    assert line == f"{hashlib.sha256(weights.read_bytes()).hexdigest()}  model.safetensors\n"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte inside a tensor: still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(
+        CheckpointError,
+        match=r"model.safetensors: its content does not match "
+        r".*model.sha256.*Restore it",
+    ):
         load(BertModel, ckpt)
 
 
@@ -98,6 +116,7 @@ def test_old_gamma_beta_names_and_bert_prefix_load(ckpt, tmp_path):
         for k, v in state.items()
     }
     save_file(renamed, str(ckpt / "model.safetensors"))
+    (ckpt / "model.sha256").unlink()  # a TF-era checkpoint from elsewhere has no record
     enc = load(BertModel, ckpt)  # heads dropped, bert. prefix stripped
     assert enc.loading_info["missing_keys"] == []
     assert set(enc.loading_info["unexpected_keys"]) == {k for k in state if k.startswith("cls.")}

@@ -106,7 +106,7 @@ def test_stats_unk_rate_and_tokens_per_word(tiny_built):
 
 
 def test_bad_vocabularies(tmp_path):
-    with pytest.raises(TokenizerError, match="not a directory"):
+    with pytest.raises(TokenizerError, match="is not a checkpoint directory"):
         load_existing(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(TokenizerError, match="neither tokenizer.json nor vocab.txt"):

@@ -6,26 +6,42 @@ Owns user-facing commands only; each one calls DVC or a library function.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 
 
 def _run_dvc(args: list[str]) -> int:
-    # DVC is invoked as a program so its own locking, cache and output rules apply; stage
-    # commands say `python`, which must be this environment's interpreter.
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    return subprocess.call([sys.executable, "-m", "dvc", *args], env=env)
+    # DVC runs as a program so its own locking, cache and output rules apply, through
+    # bertpipe.dvc_runner: dvc.lock written atomically and guarded, stage `python` ours.
+    from bertpipe.dvc_runner import run
+
+    return run(args).returncode
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    if a.preset:
-        from bertpipe.config import write_preset
+    from pathlib import Path
 
+    from bertpipe.config import ConfigError, load_params, write_preset
+    from bertpipe.data.catalog import use_discovered_mirror
+
+    if a.preset:
         write_preset(a.preset, a.params, a.set or [])
-    return _run_dvc(["repro", *a.stages] + (["--force"] if a.force else []))
+    elif not Path(a.params).exists():
+        raise ConfigError(
+            f"{a.params}: params file not found; write one with `bertpipe preset demo` "
+            "(or run `bertpipe run --preset NAME`)"
+        )
+    load_params(a.params)  # every params mistake, named, before DVC starts
+    use_discovered_mirror()
+    code = _run_dvc(["repro", *a.stages] + (["--force"] if a.force else []))
+    if code:
+        print(
+            "bertpipe: a stage failed (its message is above). DVC removed that stage's previous "
+            "outputs before running it; `dvc checkout` restores them from the cache, its metrics "
+            "come back when it reruns, and stages that finished are kept: fix the cause and run "
+            "again.",
+            file=sys.stderr,
+        )
+    return code
 
 
 def cmd_preset(a: argparse.Namespace) -> int:
@@ -279,14 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status 0, or 2 with ``bertpipe: error: MESSAGE`` for anything a user can fix
+    (``bertpipe.errors``); bugs keep their traceback."""
     args = build_parser().parse_args(argv)
-    from bertpipe.config import ConfigError
-    from bertpipe.data.catalog import DatasetUnavailable
+    import os
+
+    from bertpipe.errors import describe
 
     try:
         return args.fn(args)
-    except (ConfigError, DatasetUnavailable, FileNotFoundError, ValueError) as e:
-        print(f"bertpipe: error: {e}", file=sys.stderr)
+    except (Exception, KeyboardInterrupt) as e:
+        message = describe(e) if isinstance(e, Exception) else None
+        if isinstance(e, FileNotFoundError | KeyError) and message is None:
+            message = str(e).strip("'\"")
+        if message is None or os.environ.get("BERTPIPE_TRACEBACK") == "1":
+            raise
+        print(f"bertpipe: error: {message}", file=sys.stderr)
         return 2
 
 

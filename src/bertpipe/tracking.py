@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from bertpipe.errors import UserError
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
@@ -59,19 +61,29 @@ def run_tags(stage: str) -> dict[str, str]:
 
 
 def make_logger(
-    experiment: str, run_name: str, run_id: str | None = None, tags: dict | None = None
+    experiment: str,
+    run_name: str,
+    run_id: str | None = None,
+    tags: dict | None = None,
+    run_id_origin: str | None = None,
 ):
     """A Lightning MLFlowLogger; with ``run_id`` it continues that run instead of starting one.
 
-    MLflow refuses to change a logged param, and a resumed run may legitimately differ
-    (a raised ``max_steps`` continues the checkpoints): a continued run keeps the params
-    it has, logs only new ones, and records changed values as ``changed_param.<key>`` tags.
+    A continued run (a resumed pretraining) keeps the params it has, logs only new ones and
+    records changed values (a changed logging cadence) as ``changed_param.<key>`` tags, since
+    MLflow refuses to change a logged param; and it does not log a metric again at a step
+    its history already has (the steps between the last checkpoint and a kill are trained
+    again, to the same values, after a resume). A ``run_id`` the tracking store does not
+    know (``MLFLOW_TRACKING_URI`` changed since) is reported, naming ``run_id_origin``, and a
+    new run starts.
     """
     from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
     from lightning.pytorch.loggers import MLFlowLogger
     from lightning.pytorch.utilities import rank_zero_only
 
     class ContinuedRunLogger(MLFlowLogger):
+        _logged_steps: set[tuple[str, int]] | None = None
+
         @rank_zero_only  # other DDP ranks hold a dummy experiment, like MLFlowLogger's own
         def log_hyperparams(self, params) -> None:
             flat = _flatten_dict(_convert_params(params))
@@ -85,6 +97,29 @@ def make_logger(
             if new:
                 super().log_hyperparams(new)
 
+        @rank_zero_only
+        def log_metrics(self, metrics, step=None) -> None:
+            if self._logged_steps is None:
+                client = self.experiment
+                keys = client.get_run(self.run_id).data.metrics
+                self._logged_steps = {
+                    (k, m.step) for k in keys for m in client.get_metric_history(self.run_id, k)
+                }
+            fresh = {k: v for k, v in metrics.items() if (k, step) not in self._logged_steps}
+            if fresh:
+                super().log_metrics(fresh, step)
+
+    if run_id is not None and not _run_exists(run_id):
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "MLflow run %s%s is not in the tracking store at %s (MLFLOW_TRACKING_URI changed?); "
+            "starting a new run",
+            run_id,
+            f" (recorded in {run_id_origin})" if run_id_origin else "",
+            tracking_uri(),
+        )
+        run_id = None
     cls = ContinuedRunLogger if run_id else MLFlowLogger
     return cls(
         experiment_name=experiment,
@@ -94,6 +129,47 @@ def make_logger(
         tags=tags,
         log_model=False,
     )
+
+
+def _run_exists(run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _client().get_run(run_id)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
+
+
+class TrackingUnreachableError(UserError, ConnectionError):
+    """The MLflow tracking server cannot be reached; a transient failure the flow retries."""
+
+
+def require_reachable(timeout: float = 3.0) -> None:
+    """Fail within ``timeout`` seconds, naming the URI and what to do, when an http(s)
+    tracking server does not answer (a file or sqlite store is always there)."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered (behind auth, or an older server without /health)
+    except (OSError, ValueError) as e:
+        raise TrackingUnreachableError(
+            f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) is unreachable ({e}); "
+            "start it, point MLFLOW_TRACKING_URI at a running one, or unset it to record to "
+            "sqlite:///mlflow.db here"
+        ) from None
+
+
+def set_tag(logger, key: str, value: str) -> None:
+    logger.experiment.set_tag(logger.run_id, key, value)
 
 
 def log_text(logger, text: str, artifact_file: str) -> None:

@@ -115,6 +115,10 @@ class FinetuneConfig(Section):
     """Per-task changes to ``hparams`` (the base preset has the paper's SQuAD settings: 384-token windows, stride 128)."""
     user_tasks: dict[str, UserTaskConfig] = Field(default={}, strict=False)
     """Tasks from your own files; add the name to ``tasks`` to run it."""
+    optional_tasks: tuple[str, ...] = Field(
+        default=("qqp", "mnli", "qnli", "squad_v2"), strict=False
+    )
+    """Tasks skipped (and reported) when their training data is unavailable (the mirror has no QQP, MNLI or QNLI train, nor SQuAD v2.0 train); any other configured task without data is an error."""
     squad_exclude_ambiguous: bool = False
     """SQuAD v1.1 train in the mirror is rebuilt and 9,438 answer positions are guesses (listed beside it): true drops those questions."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
@@ -132,6 +136,11 @@ class FinetuneConfig(Section):
                 raise ValueError(
                     f"tasks[{i}]: unknown task {name!r}{hint}; known: {', '.join(sorted(known))}; "
                     "define your own under finetune.user_tasks"
+                )
+        for i, name in enumerate(self.optional_tasks):
+            if name not in known:
+                raise ValueError(
+                    f"optional_tasks[{i}]: unknown task {name!r}; known: {', '.join(sorted(known))}"
                 )
         clash = set(self.user_tasks) & (set(GLUE_TASKS) | set(SQUAD_TASKS))
         if clash:

@@ -17,9 +17,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bertpipe.config.schema import Params
+from bertpipe.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A params file that does not match the schema; the message says what to fix."""
 
 

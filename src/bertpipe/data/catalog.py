@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from bertpipe.errors import UserError
+
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "BERTPIPE_DATA_MIRROR"
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(UserError, RuntimeError):
     """A dataset that cannot be read from the configured place; the message says what to do."""
 
 
@@ -217,6 +219,39 @@ def mirror_root() -> Path | None:
     if not root.is_dir():
         raise DatasetUnavailable(f"{MIRROR_ENV}={value} is not a directory")
     return root
+
+
+def discover_mirror(root: str | Path = ".") -> Path | None:
+    """A mirror beside the checkout (``../shared/data``), or beside the repository it was
+    cloned from: the rule the Makefile applies, for entry points run without it."""
+    import subprocess
+
+    root = Path(root).resolve()
+    candidates = [root.parent / "shared" / "data"]
+    try:
+        origin = subprocess.run(
+            ["git", "config", "--get", "remote.origin.url"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        origin = ""
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    return next((c for c in candidates if (c / "MANIFEST.md").is_file()), None)
+
+
+def use_discovered_mirror(root: str | Path = ".") -> Path | None:
+    """Set ``BERTPIPE_DATA_MIRROR`` to the discovered mirror when it is unset; returns it."""
+    if os.environ.get(MIRROR_ENV):
+        return Path(os.environ[MIRROR_ENV])
+    found = discover_mirror(root)
+    if found is not None:
+        os.environ[MIRROR_ENV] = str(found)
+        log.info("datasets: reading the mirror at %s (%s)", found, MIRROR_ENV)
+    return found
 
 
 def mirror_files(spec: DatasetSpec, split: str, root: Path) -> list[Path]:

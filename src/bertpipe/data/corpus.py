@@ -30,6 +30,7 @@ from bertpipe.config import CorpusConfig
 from bertpipe.data.parallel import ordered_map
 from bertpipe.data.readers import iter_source
 from bertpipe.data.shards import ShardWriter
+from bertpipe.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ def build_corpus(cfg: CorpusConfig, out_dir: str | Path) -> dict:
         for w in writers.values():
             w.close()
         if not writers["train"].paths:
-            raise ValueError(
+            raise InputError(
                 "corpus: no training documents survived cleaning; check corpus.sources and "
                 "min_doc_words in params.yaml (see the dropped counts logged above)"
             )

@@ -46,6 +46,7 @@ from bertpipe.data.pretrain_format import (
     describe_instance,
 )
 from bertpipe.data.shards import read_documents, shard_files
+from bertpipe.errors import InputError, MissingInputError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def nsp_instances(
     """Yield (tokens_a, tokens_b, is_random_next) for every document, BERT-style."""
     max_tokens = max_seq_length - 3
     if len(docs) < 2:
-        raise ValueError(
+        raise InputError(
             "NSP needs at least two documents per corpus shard; "
             "add text, or set pretrain_data.nsp: false"
         )
@@ -253,7 +254,7 @@ def build_pretrain_data(
         for split in SPLITS:
             shards = shard_files(corpus_dir, split)
             if split == "train" and not shards:
-                raise FileNotFoundError(
+                raise MissingInputError(
                     f"{corpus_dir / split}: no corpus shards; run the corpus stage"
                 )
             jobs += [
@@ -287,7 +288,7 @@ def build_pretrain_data(
                 ),
             }
         if stats["train"]["instances"] == 0:
-            raise ValueError("pretrain_data: no training instances; is the corpus too small?")
+            raise InputError("pretrain_data: no training instances; is the corpus too small?")
         shutil.rmtree(tmp / "parts")
         meta = {
             "format_version": FORMAT_VERSION,

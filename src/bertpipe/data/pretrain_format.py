@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertpipe.errors import MissingInputError
 from bertpipe.labels import IGNORE_INDEX
 
 FORMAT_VERSION = 1
@@ -66,7 +67,7 @@ class PretrainArrays:
         self.meta = json.loads((folder / "meta.json").read_text())
         base = folder / split
         if not (base / "offsets.npy").exists():
-            raise FileNotFoundError(f"{base}: no instances for split {split!r}")
+            raise MissingInputError(f"{base}: no instances for split {split!r}")
         self.input_ids = np.load(base / "input_ids.npy", mmap_mode="r")
         self.offsets = np.load(base / "offsets.npy")
         self.type_boundary = np.load(base / "type_boundary.npy")

@@ -16,6 +16,7 @@ import json
 import logging
 import lzma
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import IO, Any
 
 from bertpipe.config import SourceConfig
 from bertpipe.data import catalog
+from bertpipe.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ _WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
 _MAX_WARNINGS = 5
 
 
-class SourceError(RuntimeError):
+class SourceError(UserError, RuntimeError):
     """A source that cannot be read at all (missing file, empty glob, unknown format)."""
 
 
@@ -63,9 +65,28 @@ def _warn(problems: Counter, kind: str, where: str, detail: str, action: str = "
 
 
 def _decoded_lines(path: Path, problems: Counter) -> Iterator[tuple[int, str]]:
-    """(line number, text) with invalid UTF-8 replaced and counted."""
+    """(line number, text) with invalid UTF-8 replaced and counted. A compressed file that
+    ends early (a truncated download) gives the lines before the damage; the rest of the
+    file is skipped and counted, under its name, in corpus_stats.json."""
     with _open_binary(path) as f:
-        for lineno, raw in enumerate(f, 1):
+        lineno = 0
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, lzma.LZMAError, zlib.error, OSError) as e:
+                problems[f"truncated_file:{path}"] += 1
+                _warn(
+                    problems,
+                    "truncated_files",
+                    f"{path}:{lineno + 1}",
+                    f"{type(e).__name__}: {e}",
+                    "the rest of the file skipped",
+                )
+                return
+            lineno += 1
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:

@@ -36,12 +36,13 @@ from tokenizers import (
 
 from bertpipe.config import TokenizerConfig
 from bertpipe.data.shards import iter_sentences
+from bertpipe.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError, ValueError):
     """A vocabulary or tokenizer directory that cannot be used; the message says why."""
 
 
@@ -102,22 +103,38 @@ def resolve_dir(spec: str) -> Path:
     if spec.startswith("package:"):
         import importlib
 
-        module = importlib.import_module(spec.split(":", 1)[1])
+        name = spec.split(":", 1)[1]
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            raise TokenizerError(
+                f"{spec}: no installed package {name!r}; install the package that "
+                "ships the checkpoint, or give its directory instead"
+            ) from None
+        if not hasattr(module, "get_model_path"):
+            raise TokenizerError(
+                f"{spec}: package {name!r} has no get_model_path(); it does not "
+                "ship a checkpoint this way, give its directory instead"
+            )
         return Path(module.get_model_path())
     return Path(spec).expanduser()
 
 
 def load_existing(
-    spec: str, lowercase: bool = True, strip_accents: bool | None = None
+    spec: str,
+    lowercase: bool = True,
+    strip_accents: bool | None = None,
+    key: str = "tokenizer.reuse_from",
 ) -> Tokenizer:
     """Reuse a checkpoint's vocabulary: its ``tokenizer.json`` if present, else ``vocab.txt``.
 
     Casing comes from the checkpoint's ``tokenizer_config.json`` (``do_lower_case``)
-    when it has one, so an uncased checkpoint is never fed cased text.
+    when it has one, so an uncased checkpoint is never fed cased text. ``key`` names
+    where ``spec`` came from in error messages.
     """
     folder = resolve_dir(spec)
     if not folder.is_dir():
-        raise TokenizerError(f"tokenizer.reuse_from: {folder} is not a directory")
+        raise TokenizerError(f"{key}: {folder} is not a checkpoint directory (no such directory)")
     config_path = folder / "tokenizer_config.json"
     if config_path.exists():
         conf = json.loads(config_path.read_text(encoding="utf-8"))

@@ -18,7 +18,9 @@ from pathlib import Path
 
 
 def _dvc_json(revs: list[str]) -> dict:
-    cmd = ["dvc", "plots", "diff", *revs, "--json"] if revs else ["dvc", "plots", "show", "--json"]
+    from bertpipe.dvc_runner import command
+
+    cmd = command("plots", "diff", *revs, "--json") if revs else command("plots", "show", "--json")
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip() or out.stdout.strip()}")

@@ -9,16 +9,22 @@ business (``models/bert_checkpoint.py``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 
+from bertpipe.errors import UserError
+
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
+CHECKSUM = "model.sha256"
+"""``sha256sum`` format (``sha256sum -c model.sha256`` checks it): written with the weights,
+verified whenever they load, so a damaged or altered file is refused, not used."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint directory that cannot be loaded; the message says what is wrong."""
 
 
@@ -42,6 +48,7 @@ def load_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        verify_checksum(folder)
         try:
             return load_file(str(st))
         except (SafetensorError, OSError) as e:
@@ -71,5 +78,32 @@ def write_checkpoint(folder: str | Path, state: dict[str, torch.Tensor], config:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
+    (folder / CHECKSUM).write_text(f"{sha256(folder / WEIGHTS)}  {WEIGHTS}\n")
     (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     return folder
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checksum(folder: Path) -> str | None:
+    """The weights' sha256 when ``model.sha256`` records it and it matches; an error if not.
+
+    Checkpoints from elsewhere (the hub, transformers) have no such file: None."""
+    record = folder / CHECKSUM
+    if not record.exists():
+        return None
+    expected = record.read_text().split()[0]
+    actual = sha256(folder / WEIGHTS)
+    if actual != expected:
+        raise CheckpointError(
+            f"{folder / WEIGHTS}: its content does not match {record} (sha256 {actual[:12]}..., "
+            f"recorded {expected[:12]}...): the file was damaged or changed after export. Restore "
+            "it (`dvc checkout` for a pipeline output) or export the model again"
+        )
+    return actual

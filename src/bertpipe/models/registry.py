@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bertpipe.config import ModelConfig
+from bertpipe.errors import InputError
 from bertpipe.models import bert, bert_checkpoint
 from bertpipe.models.hf_format import CheckpointError, read_config
 
@@ -44,7 +45,7 @@ class ModelFamily:
 
     def head(self, name: str) -> type[Any]:
         if name not in self.heads:
-            raise ValueError(
+            raise InputError(
                 f"model family {self.name!r} has no {name!r} task head; "
                 f"it has {', '.join(self.heads)}"
             )
@@ -89,7 +90,7 @@ def get_family(name: str) -> ModelFamily:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"model.family: unknown family {name!r}; choose one of {', '.join(FAMILIES)}"
         ) from None
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bertpipe import tracking
 from bertpipe.config import load_params
+from bertpipe.errors import MissingInputError, run_main
 from bertpipe.evaluation.report import build_report
 from bertpipe.stages import parse_args
 
@@ -23,10 +24,11 @@ def main() -> None:
         ("out", "report folder (report.md, metrics.json, plots/)"),
     )
     params = load_params(args.params)
+    tracking.require_reachable()  # before anything is written
     files = [Path(args.finetune) / f"{task}.json" for task in params.finetune.tasks]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        raise SystemExit(
+        raise MissingInputError(
             f"evaluate: no fine-tuning results {missing}; run the finetune stages first (dvc repro)"
         )
     metrics = build_report(
@@ -48,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, log)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from bertpipe import tracking
 from bertpipe.atomic import write_json
 from bertpipe.config import load_params
+from bertpipe.errors import run_main
 from bertpipe.stages import parse_args
 from bertpipe.training.finetuning import run_task
 
@@ -23,6 +25,7 @@ def main() -> None:
         ("work", "per-run results kept between attempts (outside DVC outputs)"),
     )
     params = load_params(args.params)
+    tracking.require_reachable()  # before anything is written
     summary = run_task(
         args.task,
         params.finetune,
@@ -51,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, log)

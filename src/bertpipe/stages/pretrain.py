@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from bertpipe import tracking
 from bertpipe.config import load_params
+from bertpipe.errors import run_main
 from bertpipe.stages import parse_args
 from bertpipe.training.pretraining import run_pretraining
 
@@ -22,6 +24,7 @@ def main() -> None:
         ("plots", "folder for the loss/accuracy curves (CSV)"),
     )
     params = load_params(args.params)
+    tracking.require_reachable()  # before anything is written
     m = run_pretraining(
         params.model,
         params.pretrain,
@@ -43,4 +46,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, log)

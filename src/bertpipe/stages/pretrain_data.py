@@ -7,6 +7,7 @@ import logging
 from bertpipe.atomic import write_json
 from bertpipe.config import load_params
 from bertpipe.data.instances import build_pretrain_data
+from bertpipe.errors import run_main
 from bertpipe.stages import parse_args
 
 log = logging.getLogger("bertpipe.stages.pretrain_data")
@@ -32,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, log)

@@ -8,6 +8,7 @@ from bertpipe.atomic import atomic_dir, write_json
 from bertpipe.config import load_params
 from bertpipe.data.shards import shard_files
 from bertpipe.data.tokenizer import load_existing, save_tokenizer, tokenizer_stats, train_tokenizer
+from bertpipe.errors import run_main
 from bertpipe.stages import parse_args
 
 log = logging.getLogger("bertpipe.stages.tokenizer")
@@ -41,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, log)

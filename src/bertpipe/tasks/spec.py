@@ -21,10 +21,18 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bertpipe.config import GLUE_TASKS, SQUAD_TASKS, FinetuneConfig
+from bertpipe.errors import UserError
 from bertpipe.tasks.kinds import KINDS, USER_KINDS, TaskKind
 
 if TYPE_CHECKING:
     import datasets
+
+
+class UnknownTaskError(UserError, KeyError):
+    """A task name that is neither built in nor a ``finetune.user_tasks`` entry."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ def resolve_task(name: str, cfg: FinetuneConfig) -> TaskSpec:
         spec = _squad(name, cfg)
     else:
         known = ", ".join([*GLUE_TASKS, *SQUAD_TASKS, *cfg.user_tasks])
-        raise KeyError(
+        raise UnknownTaskError(
             f"unknown task {name!r}; known: {known}; define your own under "
             "finetune.user_tasks in params.yaml"
         )

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from bertpipe.data import catalog
+from bertpipe.errors import InputError
 
 
 def flatten(path: Path) -> list[dict]:
@@ -99,7 +100,7 @@ def windows(
         q = q_enc.ids[:MAX_QUERY_TOKENS]
         avail = max_length - len(q) - 3  # [CLS] q [SEP] window [SEP]
         if avail <= doc_stride:
-            raise ValueError(
+            raise InputError(
                 f"max_length {max_length} leaves {avail} context tokens per window, not more "
                 f"than doc_stride {doc_stride}; raise max_length or lower doc_stride"
             )

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bertpipe.config import UserTaskConfig
+from bertpipe.errors import UserError
 
 if TYPE_CHECKING:
     from bertpipe.tasks.kinds import FromUserFiles
 
 
-class TaskDataError(ValueError):
+class TaskDataError(UserError, ValueError):
     """A user task file that cannot be used; the message names the file, the line and the fix."""
 
 

@@ -26,7 +26,9 @@ log = logging.getLogger("bertpipe.training.pretraining")
 
 def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, meta: dict) -> str:
     """What a checkpoint's weights depend on: the model and pretrain sections, tokenizer and data."""
-    # Settings that do not change the result (workers, logging cadence) are left out.
+    # Settings that do not change the weights (workers, logging cadence) are left out. The
+    # schedule (max_steps, warm-up) is in: the learning rate at every step depends on it, so a
+    # checkpoint made for 40 steps is not the start of a 60-step run, nor a 30-step model.
     run = cfg.model_dump(
         mode="json",
         exclude={
@@ -35,7 +37,6 @@ def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, meta: dict) -> str:
             "fill_mask_examples",
             "limit_val_batches",
             "val_every_n_steps",
-            "max_steps",
         },
     )
     blob = json.dumps(
@@ -93,18 +94,32 @@ def checkpoint_step(path: Path) -> int:
 
 
 def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest complete checkpoint: a process killed while writing leaves a broken zip."""
-    candidates = sorted(ckpt_dir.glob("step*.ckpt"), reverse=True)
-    if (ckpt_dir / "last.ckpt").exists():
-        candidates.insert(0, ckpt_dir / "last.ckpt")
-    for path in candidates:
+    """The usable checkpoint of the highest step; of equal steps ``last.ckpt``, which Lightning
+    saves after the top-k bookkeeping (a step file saved at the same step does not yet count
+    itself among the kept ones, and resumed from, it would never be deleted).
+
+    A checkpoint that is a broken zip (a process killed while writing), fails its CRC, or
+    is a zip but no Lightning checkpoint is deleted with a warning: it can never be
+    resumed from, and left on disk it would hide behind ``keep_last_k``.
+    """
+    best: tuple[int, bool, Path] | None = None
+    for path in sorted(ckpt_dir.glob("*.ckpt")):
         try:
             with zipfile.ZipFile(path) as z:
-                if z.testzip() is None:
-                    return path
-        except (zipfile.BadZipFile, OSError):
-            pass
-        log.warning(
-            "pretrain: %s is incomplete (interrupted while saving); trying an older one", path
-        )
-    return None
+                if z.testzip() is not None:
+                    raise zipfile.BadZipFile("a member fails its CRC check")
+            step = checkpoint_step(path)
+        except Exception as e:
+            log.warning(
+                "pretrain: %s is not a usable checkpoint (%s: %s); deleting it and trying "
+                "the others",
+                path,
+                type(e).__name__,
+                e,
+            )
+            path.unlink(missing_ok=True)
+            continue
+        key = (step, path.name == "last.ckpt", path)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return best[2] if best else None

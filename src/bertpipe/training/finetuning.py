@@ -31,7 +31,9 @@ from bertpipe.code_deps import code_identity
 from bertpipe.config import FinetuneConfig, FinetuneHParams, ModelConfig, TrackingConfig
 from bertpipe.data.catalog import DatasetUnavailable
 from bertpipe.data.tokenizer import copy_tokenizer_files
+from bertpipe.errors import InputError
 from bertpipe.tasks.spec import TaskSpec, resolve_task
+from bertpipe.training.console import quiet_known_noise
 from bertpipe.training.finetuning_data import TaskDataModule
 from bertpipe.training.finetuning_module import FinetuningModule
 from bertpipe.training.fingerprints import directory_identity
@@ -66,13 +68,14 @@ def finetune_once(
     ``model_cfg`` (the ``model`` section) is the architecture of the ``scratch`` init.
     """
     work_dir = Path(work_dir)
+    quiet_known_noise()
     L.seed_everything(seed, workers=True, verbose=False)
     checkpoint, tok, tok_dir = starting_point(init, pretrained_dir, tokenizer_dir)
     dm = TaskDataModule(spec, tok, hp, seed)
     dm.setup()
     model, family = build_task_model(spec, checkpoint, model_cfg, tok)
     if model.config.vocab_size < tok.get_vocab_size():
-        raise ValueError(
+        raise InputError(
             f"{checkpoint}: model vocabulary {model.config.vocab_size} < tokenizer's "
             f"{tok.get_vocab_size()}; the tokenizer does not belong to this checkpoint"
         )
@@ -207,7 +210,13 @@ def run_task(
     try:
         spec.load("train")
     except DatasetUnavailable as e:
-        log.warning("finetune %s: skipped: %s", task, e)
+        if task not in cfg.optional_tasks:
+            raise DatasetUnavailable(
+                f"finetune {task}: configured in finetune.tasks but its training data is "
+                f"unavailable: {e} To skip it when that happens, list it in "
+                "finetune.optional_tasks."
+            ) from None
+        log.warning("finetune %s: skipped (finetune.optional_tasks): %s", task, e)
         with atomic_dir(out_dir) as tmp:
             (tmp / "SKIPPED").write_text(f"{e}\n")
         return {**summary, "skipped": str(e)}

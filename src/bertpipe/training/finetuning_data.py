@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bertpipe.config import FinetuneHParams
+from bertpipe.errors import InputError
 from bertpipe.tasks.kinds import Encoded
 from bertpipe.tasks.spec import TaskSpec
 
@@ -39,7 +40,7 @@ class TaskDataModule(L.LightningDataModule):
         self.train = self._encode(train, train=True)
         self.dev = self.encode_dev("dev")
         if not self.train.rows:
-            raise ValueError(f"task {self.spec.name}: no training examples left ({self.skipped})")
+            raise InputError(f"task {self.spec.name}: no training examples left ({self.skipped})")
 
     def _encode(self, ds, train: bool) -> Encoded:
         encoded = self.spec.kind.encode(self.tok, ds, self.hp, train)

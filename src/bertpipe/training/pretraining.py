@@ -24,10 +24,12 @@ from bertpipe.atomic import atomic_dir, write_json
 from bertpipe.code_deps import code_identity
 from bertpipe.config import ModelConfig, PretrainConfig, TrackingConfig
 from bertpipe.data.tokenizer import copy_tokenizer_files, load_tokenizer, resolve_dir
-from bertpipe.models.hf_format import CheckpointError
+from bertpipe.errors import InputError
+from bertpipe.models.hf_format import CHECKSUM, CheckpointError
 from bertpipe.models.registry import ModelFamily, get_family
 from bertpipe.training.callbacks import CurveRecorder, FillMaskExamples, TokensPerSecond
 from bertpipe.training.checkpoints import fingerprint, latest_checkpoint, prepare_checkpoint_dir
+from bertpipe.training.console import quiet_known_noise
 from bertpipe.training.precision import resolve_precision
 from bertpipe.training.pretraining_data import PretrainDataModule
 from bertpipe.training.pretraining_module import PretrainingModule
@@ -78,6 +80,7 @@ def run_pretraining(
     metrics_path: str | Path,
     plots_dir: str | Path,
 ) -> dict:
+    quiet_known_noise()
     data_dir, ckpt_dir, plots_dir = Path(data_dir), Path(ckpt_dir), Path(plots_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tok = load_tokenizer(tokenizer_dir)
@@ -89,7 +92,7 @@ def run_pretraining(
         )
     with_nsp = cfg.nsp_loss
     if with_nsp and not meta["config"]["nsp"]:
-        raise ValueError(
+        raise InputError(
             f"{data_dir}: built without NSP labels (pretrain_data.nsp: false) but "
             "pretrain.nsp_loss is true; rerun pretrain_data (dvc repro)"
         )
@@ -112,10 +115,26 @@ def run_pretraining(
     prepare_checkpoint_dir(
         ckpt_dir, fingerprint(model_cfg, cfg, meta), code_identity(PRETRAINING_CODE), cfg.max_steps
     )
+    resume = latest_checkpoint(ckpt_dir)
     run_id_file = ckpt_dir / "mlflow_run_id"
     run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+    if run_id and resume is None:
+        # Steps were logged to that run, but there is nothing to continue them from: a new
+        # run, or every step would appear twice in its history.
+        log.warning(
+            "pretrain: no usable checkpoint in %s to resume MLflow run %s from (recorded "
+            "in %s); starting a new run",
+            ckpt_dir,
+            run_id,
+            run_id_file,
+        )
+        run_id = None
     logger = tracking.make_logger(
-        tracking_cfg.experiment, "pretrain", run_id, tracking.run_tags("pretrain")
+        tracking_cfg.experiment,
+        "pretrain",
+        run_id,
+        tracking.run_tags("pretrain"),
+        run_id_origin=str(run_id_file),
     )
     curves = CurveRecorder(cfg.log_every_n_steps)
     fill = FillMaskExamples(tok, list(cfg.fill_mask_examples))
@@ -165,9 +184,12 @@ def run_pretraining(
                 "n_parameters": sum(p.numel() for p in model.parameters()),
             }
         )
-    resume = latest_checkpoint(ckpt_dir)
     if resume:
-        log.info("pretrain: resuming from %s", resume)
+        log.info(
+            "pretrain: resuming from %s, mid-epoch: the sampler skips the batches already "
+            "trained on",
+            resume,
+        )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     final = trainer.validate(module, datamodule=dm, verbose=False)[0] if dm.val_set else {}
 
@@ -190,6 +212,8 @@ def run_pretraining(
             {"final/" + k: v for k, v in metrics.items() if isinstance(v, float)},
             step=trainer.global_step,
         )
+        checksum = (Path(out_dir) / CHECKSUM).read_text().split()[0]
+        tracking.set_tag(logger, "bertpipe.model_sha256", checksum)
         if tracking_cfg.log_model:
             tracking.log_dir(logger, out_dir, "model")
         tracking.log_dir(logger, plots_dir, "curves")

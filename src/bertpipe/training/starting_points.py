@@ -17,6 +17,7 @@ from typing import Any
 
 from bertpipe.config import ModelConfig
 from bertpipe.data.tokenizer import load_existing, load_tokenizer, resolve_dir
+from bertpipe.errors import InputError
 from bertpipe.models.registry import ModelFamily, checkpoint_family, get_family
 from bertpipe.tasks.spec import TaskSpec
 
@@ -36,7 +37,7 @@ def checkpoint_dir(init: str, pretrained_dir: str | Path | None) -> Path | None:
         return None
     if init == "pretrained":
         if pretrained_dir is None:
-            raise ValueError(
+            raise InputError(
                 "init 'pretrained' needs the pretrain stage's model directory (--pretrained)"
             )
         return Path(pretrained_dir)
@@ -48,7 +49,8 @@ def starting_point(init: str, pretrained_dir: str | Path | None, tokenizer_dir: 
     folder = checkpoint_dir(init, pretrained_dir)
     if folder is None:
         return None, load_tokenizer(tokenizer_dir), Path(tokenizer_dir)
-    return folder, load_existing(str(folder)), folder
+    key = "the pretrain stage's model (--pretrained)" if init == "pretrained" else f"init {init!r}"
+    return folder, load_existing(str(folder), key=key), folder
 
 
 def build_task_model(
@@ -58,7 +60,7 @@ def build_task_model(
     head = spec.kind.head_config(spec)
     if checkpoint is None:
         if model_cfg is None:
-            raise ValueError(
+            raise InputError(
                 "init 'scratch' needs a model config (the model section of params.yaml)"
             )
         family = get_family(model_cfg.family)
