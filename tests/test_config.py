@@ -15,6 +15,7 @@ from bertpipe.config import (
     validate,
     write_preset,
 )
+from conftest import tiny_with
 
 
 def write(tmp_path, text: str):
@@ -177,17 +178,6 @@ def test_committed_params_yaml_is_the_demo_preset_as_rendered():
     assert (REPO / "params.yaml").read_text() == render_params(preset_values("demo"))
 
 
-def _with(**sections) -> dict:
-    data = preset_values("tiny")
-    for dotted, value in sections.items():
-        *path, key = dotted.split("__")
-        cur = data
-        for part in path:
-            cur = cur[part]
-        cur[key] = value
-    return data
-
-
 @pytest.mark.parametrize(
     "change,message",
     [
@@ -221,14 +211,14 @@ def _with(**sections) -> dict:
 )
 def test_checks_across_sections_name_the_keys(tmp_path, change, message):
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(_with(**change)))
+    path.write_text(yaml.safe_dump(tiny_with(**change)))
     with pytest.raises(ConfigError, match=message) as e:
         load_params(path)
     assert str(e.value).startswith(f"{path}: ")
 
 
 def test_long_task_windows_are_fine_when_no_init_uses_our_positions():
-    data = _with(
+    data = tiny_with(
         model__max_position_embeddings=64,
         tokenizer__model_max_length=64,
         pretrain_data__max_seq_length=64,
@@ -242,7 +232,7 @@ def test_the_params_command_reports_a_cross_section_error(tmp_path, capsys):
     from bertpipe.cli import main
 
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(_with(pretrain_data__max_seq_length=1024)))
+    path.write_text(yaml.safe_dump(tiny_with(pretrain_data__max_seq_length=1024)))
     assert main(["params", "--params", str(path)]) == 2
     assert (
         "pretrain_data.max_seq_length (1024) exceeds model.max_position_embeddings"

@@ -121,19 +121,15 @@ def test_random_kills_of_dvc_repro_never_leave_a_broken_or_shortened_lock(tmp_pa
         f"dvc.lock kill test: {kills} kills of 10 runs, lock valid and no recorded stage lost "
         "after every one"
     )
-    out = subprocess.run(
-        command("repro"), cwd=project, env=environment(), capture_output=True, text=True, check=True
-    )
-    status = subprocess.run(
-        command("status"),
-        cwd=project,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "up to date" in status, out.stdout
+    out = _dvc(project, "repro")
+    assert "up to date" in _dvc(project, "status"), out
     assert len(yaml.safe_load((project / "dvc.lock").read_text())["stages"]) == 8
+
+
+def _dvc(project: Path, *args: str) -> str:
+    return subprocess.run(
+        command(*args), cwd=project, env=environment(), capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _repro(project: Path) -> None:
@@ -161,15 +157,7 @@ def test_the_guard_restores_a_damaged_lock_before_dvc_reads_it(tmp_path, damage)
     with LockGuard(project, log=messages.append) as guard:
         assert lock.read_text() == good
     assert guard.restored and "restored the copy" in messages[0] and "dvc.lock" in messages[0]
-    status = subprocess.run(
-        command("status"),
-        cwd=project,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "up to date" in status
+    assert "up to date" in _dvc(project, "status")
 
 
 def test_without_a_copy_the_guard_says_how_to_recover(tmp_path):
