@@ -11,6 +11,12 @@ MLflow parent run is created here and passed to the stages
 evaluation the trained models are registered (``bertpipe.evaluation.promotion``
 says which and by which score); ``champion`` moves only to a better one.
 
+If the Prefect API stops answering once the flow has started (the server killed or
+restarted), Prefect raises when it next records a state. The DVC outputs are the
+truth, so ``main`` then finishes the work without Prefect (``finish_without_prefect``:
+``dvc repro`` of whatever is left, promotion, push), writes the result with an
+``orchestrator_lost`` entry saying what Prefect could not record, and exits 0.
+
     python -m flows.pipeline --preset tiny
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 from prefect import flow, task
@@ -51,13 +58,19 @@ def promote(workdir: str, run_id: str) -> list[dict]:
     ]
 
 
-def run_dag(workdir: str, env: dict, max_parallel: int) -> list[dict]:
-    """Every stage of ``dvc.yaml`` in DAG order; ``{"stage", "ran"}`` each."""
+PROGRESS: dict = {}
+"""What the flow running in this process has done so far (its MLflow run, the stages
+finished), for ``main`` to carry on from if the Prefect API goes away."""
+
+
+def run_dag(workdir: str, env: dict, max_parallel: int, results: list[dict]) -> list[dict]:
+    """Every stage of ``dvc.yaml`` in DAG order, ``{"stage", "ran"}`` each appended to
+    ``results`` as it finishes."""
     generations = stage_generations(workdir)
     if not changed_stages(workdir):
         # Nothing changed anywhere: one `dvc status` instead of a `dvc repro` per stage.
-        return [{"stage": s, "ran": False} for gen in generations for s in gen]
-    results: list[dict] = []
+        results += [{"stage": s, "ran": False} for gen in generations for s in gen]
+        return results
     for gen in generations:
         if len(gen) == 1:
             results.append(run_stage(gen[0], workdir, env))
@@ -65,6 +78,7 @@ def run_dag(workdir: str, env: dict, max_parallel: int) -> list[dict]:
         # A bounded window: a new stage starts when one of the running ones finishes. After a
         # failure no new stage starts, the running ones finish, then the failure is raised.
         done: dict[str, dict] = {}
+        first = len(results)
         running: list[PrefectFuture] = []
         todo = list(gen)
         failure: Exception | None = None
@@ -81,9 +95,10 @@ def run_dag(workdir: str, env: dict, max_parallel: int) -> list[dict]:
                 failure = failure or e
                 continue
             done[result["stage"]] = result
+            results.append(result)
         if failure is not None:
             raise failure
-        results += [done[s] for s in gen]
+        results[first:] = [done[s] for s in gen]  # in dvc.yaml's order, not finishing order
     return results
 
 
@@ -109,9 +124,14 @@ def pipeline(
         params.tracking.experiment,
         {"preset": params.preset, "overrides": ",".join(overrides or [])},
     )
+    results: list[dict] = []
+    PROGRESS.update(workdir=workdir, run_id=run_id, results=results, pulled=pulled)
     with LockGuard(workdir, log=print):
-        results = run_dag(
-            workdir, {"BERTPIPE_PIPELINE_RUN_ID": run_id}, max_parallel or default_parallelism()
+        run_dag(
+            workdir,
+            {"BERTPIPE_PIPELINE_RUN_ID": run_id},
+            max_parallel or default_parallelism(),
+            results,
         )
     # Unchanged outputs are the models registered last time: no new versions for them.
     promoted = promote(workdir, run_id) if any(r["ran"] for r in results) else []
@@ -129,6 +149,63 @@ def pipeline(
         "promoted": promoted,
         "pulled": pulled,
         "pushed": pushed,
+    }
+
+
+def orchestrator_lost(error: BaseException) -> bool:
+    """Whether ``error`` is the Prefect API not answering (not a failure of the work)."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(error, PrefectHTTPStatusError):
+        return error.response.status_code >= 500
+    return isinstance(error, httpx.TransportError)
+
+
+def finish_without_prefect(error: BaseException) -> dict:
+    """The rest of a started flow's work with DVC and MLflow only; what Prefect lacks, said."""
+    from prefect.settings import PREFECT_API_URL
+
+    from bertpipe import tracking
+    from bertpipe.dvc_runner import run as run_dvc
+
+    workdir, run_id = PROGRESS["workdir"], PROGRESS["run_id"]
+    url = PREFECT_API_URL.value() or "the temporary Prefect server"
+    print(
+        f"bertpipe flow: the Prefect API at {url} stopped answering "
+        f"({type(error).__name__}: {error}); finishing the pipeline with DVC directly. "
+        "Prefect will show this flow run as still running."
+    )
+    proc = run_dvc(
+        ["repro"], cwd=workdir, env={"BERTPIPE_PIPELINE_RUN_ID": run_id}, capture_output=True
+    )
+    text = proc.stdout.decode() + proc.stderr.decode()
+    print(text)
+    if proc.returncode:
+        raise RuntimeError(f"dvc repro failed after the Prefect API was lost:\n{text[-3000:]}")
+    ran = set(re.findall(r"Running stage '([^']+)'", text))
+    ran |= {r["stage"] for r in PROGRESS["results"] if r["ran"]}
+    stages = [{"stage": s, "ran": s in ran} for gen in stage_generations(workdir) for s in gen]
+    promoted = promote.fn(workdir, run_id) if ran else []
+    pushed = dvc_sync.fn("push", workdir)
+    recorded = [r["stage"] for r in PROGRESS["results"]]
+    return {
+        "stages": stages,
+        "mlflow_run_id": run_id,
+        "mlflow_url": tracking.run_url(run_id),
+        "promoted": promoted,
+        "pulled": PROGRESS["pulled"],
+        "pushed": pushed,
+        "orchestrator_lost": {
+            "api": url,
+            "error": f"{type(error).__name__}: {error}",
+            "stages_recorded_in_prefect": recorded,
+            "not_recorded": [
+                "the states of the other stages' tasks, promotion and push",
+                "the flow run's final state (Prefect shows it running)",
+                "the results artifact (this file holds the results)",
+            ],
+        },
     }
 
 
@@ -150,7 +227,12 @@ def main() -> None:
         "registered models) to this JSON file",
     )
     a = p.parse_args()
-    out = pipeline(a.preset, a.set, a.workdir, a.max_parallel)
+    try:
+        out = pipeline(a.preset, a.set, a.workdir, a.max_parallel)
+    except Exception as e:
+        if not (orchestrator_lost(e) and PROGRESS):
+            raise
+        out = finish_without_prefect(e)
     if a.result:
         Path(a.result).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))

@@ -12,6 +12,8 @@ test that silently needs one fails in the unit tier (``make test-unit``).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,19 @@ def real_sentences(n: int) -> list[str]:
                     out = out[:want]
                     break
     return out
+
+
+def copy_working_tree(dst: Path) -> Path:
+    """A fresh git repository holding the working tree's tracked (and unignored) files, as a
+    user's clone would: no DVC cache, no outputs, no MLflow store."""
+    git = lambda *a, cwd: (
+        subprocess.run(["git", *a], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    )
+    for rel in git("ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).split():
+        if (REPO / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, dst / rel)
+    git("init", "-q", "-b", "main", cwd=dst)
+    git("add", "-A", cwd=dst)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=dst)
+    return dst

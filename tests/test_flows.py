@@ -160,7 +160,7 @@ def test_the_flow_runs_the_dag_dvc_yaml_describes_with_a_bounded_fan_out(tmp_pat
 
     @flow
     def dag(limit: int):
-        return run_dag(str(project), {}, limit)
+        return run_dag(str(project), {}, limit, [])
 
     results = dag(2)
     assert [r["stage"] for r in results] == ["a", "b@x", "b@y", "b@z", "c"] and all(
@@ -261,7 +261,7 @@ def test_the_fan_out_never_shows_a_stage_a_half_written_lock(tmp_path):
 
     @flow
     def fan_out():
-        return run_dag(str(project), {}, 3)
+        return run_dag(str(project), {}, 3, [])
 
     for k in range(5):
         (project / "seed.txt").write_text(str(k))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import copy_working_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.mirror]
 
@@ -47,21 +47,7 @@ def sh(args, cwd, check=True, env_extra=None, **kw):
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A fresh git clone of the working tree's tracked files, as a user would have."""
-    dst = tmp_path_factory.mktemp("clone") / "bertpipe"
-    files = sh(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO
-    ).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dst / rel)
-    for cmd in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
-    ):
-        sh(cmd, dst)
-    return dst
+    return copy_working_tree(tmp_path_factory.mktemp("clone") / "bertpipe")
 
 
 def _flow(project, tmp):
@@ -498,3 +484,66 @@ def _check_finetune_and_report(project, run_id):
     # Registered models, each with the champion alias on its first version.
     for name in ["bertpipe-pretrained", *(f"bertpipe-{t}" for t in RAN)]:
         assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+
+
+@pytest.mark.minutes
+def test_a_prefect_server_killed_mid_run_does_not_fail_the_finished_work(project, tmp_path):
+    """The flow's Prefect server dies while fine-tuning runs: the flow finishes the DAG with
+    DVC, registers the models, writes its result with what Prefect could not record, exits 0."""
+    port = _free_port()
+    env = _env(
+        {
+            **_flow_env(tmp_path),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_CLIENT_MAX_RETRIES": "1",  # Prefect's own retries, shortened for the test
+        }
+    )
+    log = open(tmp_path / "prefect.log", "w")  # noqa: SIM115 - closed in the finally below
+    server = _serve(
+        ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        f"http://127.0.0.1:{port}/api/health",
+        log,
+    )
+    result = tmp_path / "result.json"
+    try:
+        flow = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "flows.pipeline", "--preset", "tiny"),
+                *("--set", "finetune.tasks=[wnli,rte]", "--set", "finetune.seeds=[4]"),
+                *("--max-parallel", "1", "--result", str(result)),
+            ],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        # Killed once the first fine-tuning stage has started its MLflow run.
+        deadline = time.monotonic() + 300
+        started = lambda: any(
+            p.stat().st_mtime > server_started
+            for p in (project / "checkpoints/finetune").glob("*/*/seed4/mlflow_run_id")
+        )
+        server_started = time.time()
+        while not started() and flow.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        out, _ = flow.communicate(timeout=600)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+    assert flow.returncode == 0, out[-4000:]
+    assert "stopped answering" in out and "finishing the pipeline with DVC directly" in out
+    r = json.loads(result.read_text())
+    lost = r["orchestrator_lost"]
+    assert lost["api"] == env["PREFECT_API_URL"] and "ConnectError" in lost["error"]
+    assert {s["stage"] for s in r["stages"] if s["ran"]} >= {
+        "finetune@wnli",
+        "finetune@rte",
+        "evaluate",
+    }
+    assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], project).stdout
+    assert any(p["model"] == "bertpipe-rte" for p in r["promoted"])

@@ -32,7 +32,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         )
     load_params(a.params)  # every params mistake, named, before DVC starts
     use_discovered_mirror()
-    code = _run_dvc(["repro", *a.stages] + (["--force"] if a.force else []))
+    code = _run_dvc(
+        ["repro", *a.stages]
+        + (["--force"] if a.force else [])
+        + (["--single-item"] if a.single_item else [])
+    )
     if code:
         print(
             "bertpipe: a stage failed (its message is above). DVC removed that stage's previous "
@@ -193,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     r.add_argument("--force", action="store_true", help="rerun stages even if unchanged")
+    r.add_argument(
+        "--single-item",
+        action="store_true",
+        help="only the named stages, not the stages they depend on (dvc repro --single-item)",
+    )
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser(

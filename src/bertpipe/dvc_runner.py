@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     from dvc.cli import main as dvc_main
 
     install_atomic_writes()
+    # Run directly (``.venv/bin/python -m bertpipe.dvc_runner repro``, no venv activated), the
+    # stage commands' ``python`` must still be this environment's, not the first on PATH.
+    os.environ.update(environment())
     return dvc_main(sys.argv[1:] if argv is None else argv)
 
 

@@ -71,8 +71,8 @@ def make_logger(
 
     A continued run (a resumed pretraining) keeps the params it has, logs only new ones and
     records changed values (a changed logging cadence) as ``changed_param.<key>`` tags, since
-    MLflow refuses to change a logged param; and it does not log a metric again at a step
-    its history already has (the steps between the last checkpoint and a kill are trained
+    MLflow refuses to change a logged param; and no run logs a metric again at a step its
+    history already has (the steps between the last checkpoint and a kill are trained
     again, to the same values, after a resume). A ``run_id`` the tracking store does not
     know (``MLFLOW_TRACKING_URI`` changed since) is reported, naming ``run_id_origin``, and a
     new run starts.
@@ -108,6 +108,7 @@ def make_logger(
             fresh = {k: v for k, v in metrics.items() if (k, step) not in self._logged_steps}
             if fresh:
                 super().log_metrics(fresh, step)
+                self._logged_steps.update((k, step) for k in fresh)
 
     if run_id is not None and not _run_exists(run_id):
         import logging
@@ -120,8 +121,10 @@ def make_logger(
             tracking_uri(),
         )
         run_id = None
-    cls = ContinuedRunLogger if run_id else MLFlowLogger
-    return cls(
+    # Always the deduplicating logger: a continued run has steps logged before the kill, and
+    # the final ``trainer.validate`` scores the weights an in-training validation at the
+    # last step already logged.
+    return ContinuedRunLogger(
         experiment_name=experiment,
         run_name=run_name,
         tracking_uri=tracking_uri(),
@@ -192,6 +195,27 @@ def log_metrics(logger, metrics: dict[str, float], step: int | None = None) -> N
 
 def set_terminated(logger, status: str = "FINISHED") -> None:
     logger.experiment.set_terminated(logger.run_id, status)
+
+
+def end_abandoned(run_id: str, reason: str) -> None:
+    """Mark a run a killed process left RUNNING as KILLED, with why (``bertpipe.abandoned``).
+
+    A rerun that cannot continue it (no checkpoint to resume from) starts a new run; the
+    old one would otherwise stay RUNNING in the UI forever, its partial history looking
+    like a live run's.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return
+        raise
+    if run.info.status == "RUNNING":
+        client.set_tag(run_id, "bertpipe.abandoned", reason)
+        client.set_terminated(run_id, "KILLED")
 
 
 def _client():

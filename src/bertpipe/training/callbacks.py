@@ -7,16 +7,83 @@ history) is saved in the checkpoint through ``state_dict``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import time
 
 import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
 from bertpipe import tracking
 from bertpipe.inference.fill_mask import fill_mask
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointAfterValidation(ModelCheckpoint):
+    """Step checkpoints that, at a step with a validation due, are saved after it.
+
+    Lightning saves ``every_n_train_steps`` checkpoints at the end of the training batch,
+    before the validation of that step runs. A process killed between the two resumed
+    from that checkpoint and never ran the validation: its point was missing from
+    ``val.csv`` and MLflow. Deferred to the end of the validation (Lightning's own
+    deferral, which it uses for monitored metrics not yet computed), the checkpoint holds
+    the validation's curve row, and a kill before it resumes from the previous one.
+
+    Checkpoints are named ``step{step:07d}.ckpt`` and ranked by step (``monitor="step"``).
+    On resume the top-k bookkeeping is rebuilt from the files on disk: a checkpoint's own
+    saved bookkeeping does not count itself (it is written before it is recorded), so one
+    resumed from after a kill between it and ``last.ckpt`` was never deleted (nor was the
+    file resumed from, which Lightning protects).
+    """
+
+    NAME = re.compile(r"step(\d+)\.ckpt")
+
+    def __init__(self, *, val_every_n_steps: int, **kwargs):
+        super().__init__(**kwargs)
+        self.val_every_n_steps = val_every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        every = self._every_n_train_steps
+        if (
+            every >= 1
+            and step % every == 0
+            and self.val_every_n_steps >= 1
+            and step % self.val_every_n_steps == 0
+            and not self._should_skip_saving_checkpoint(trainer)
+        ):
+            self._defer_save_until_validation = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def _should_remove_checkpoint(self, trainer, previous: str, current: str) -> bool:
+        # Lightning never deletes the file a run resumed from; in this folder, which only
+        # the pretrain stage writes, that file is a step checkpoint like the others.
+        return previous != current and os.path.dirname(previous) == self.dirpath
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if not self.dirpath or self.save_top_k < 1:
+            return
+        found = {}
+        for name in os.listdir(self.dirpath):
+            if m := self.NAME.fullmatch(name):
+                found[os.path.join(self.dirpath, name)] = torch.tensor(int(m.group(1)))
+        keep = sorted(found, key=lambda p: int(found[p]), reverse=True)[: self.save_top_k]
+        for path in set(found) - set(keep):
+            log.info("pretrain: deleting %s (beyond pretrain.keep_last_k)", path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self.best_k_models = {p: found[p] for p in keep}
+        if keep:
+            self.best_model_path, self.best_model_score = keep[0], found[keep[0]]
+        if len(keep) == self.save_top_k:
+            self.kth_best_model_path, self.kth_value = keep[-1], found[keep[-1]]
 
 
 class TokensPerSecond(L.Callback):

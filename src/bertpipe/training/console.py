@@ -5,7 +5,10 @@
   resumable: ours is (``training/pretraining_data.py`` saves the sampler's position in
   every checkpoint and skips the batches already trained on; resume is tested to give
   identical weights);
-- Lightning's own use of a torch ``_pytree`` API that torch deprecated.
+- Lightning's own use of a torch ``_pytree`` API that torch deprecated;
+- Lightning's warning that a checkpoint directory "exists and is not empty": the pretrain
+  stage resumes from that folder on purpose (``training/checkpoints.py`` decides what
+  in it may be resumed and deletes the rest).
 Everything else is left as it is.
 """
 
@@ -41,3 +44,4 @@ def quiet_known_noise() -> None:
         "ignore", message=r"You're resuming from a checkpoint that ended before"
     )
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")

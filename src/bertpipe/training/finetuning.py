@@ -44,6 +44,7 @@ from bertpipe.training.starting_points import (
     init_label,
     starting_point,
 )
+from bertpipe.training.step_axis import scores
 
 log = logging.getLogger("bertpipe.finetuning")
 
@@ -120,9 +121,9 @@ def finetune_once(
     module.load_state_dict(state)
     metrics = {
         k.removeprefix("val/"): float(v)
-        for k, v in trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)[
-            0
-        ].items()
+        for k, v in scores(
+            trainer.validate(module, dataloaders=dm.val_dataloader(), verbose=False)[0]
+        ).items()
         if k != "val/loss"
     }
     predictions = {"dev": module.evaluator.predictions()}
@@ -133,11 +134,13 @@ def finetune_once(
             log.warning("%s: %s not scored: %s", spec.name, split, e)
             continue
         module.evaluator = spec.kind.evaluator(spec, extra, hp)
-        scores = trainer.validate(module, dataloaders=dm.loader(extra.rows), verbose=False)[0]
+        extra_scores = scores(
+            trainer.validate(module, dataloaders=dm.loader(extra.rows), verbose=False)[0]
+        )
         metrics.update(
             {
                 f"{split}_{k.removeprefix('val/')}": float(v)
-                for k, v in scores.items()
+                for k, v in extra_scores.items()
                 if k != "val/loss"
             }
         )
@@ -250,6 +253,11 @@ def run_task(
                 )
                 result = json.loads(cached.read_text())
             else:
+                run_id_file = run_dir / "mlflow_run_id"
+                if run_id_file.exists():  # a run of this seed was killed: trained anew
+                    tracking.end_abandoned(
+                        run_id_file.read_text().strip(), "killed; a rerun trained this seed anew"
+                    )
                 logger = tracking.make_logger(
                     tracking_cfg.experiment,
                     f"{task}/{label}/seed{seed}",
@@ -260,6 +268,8 @@ def run_task(
                         "bertpipe.init": label,
                     },
                 )
+                run_dir.mkdir(parents=True, exist_ok=True)
+                run_id_file.write_text(logger.run_id + "\n")
                 logger.log_hyperparams(
                     {"task": task, "init": init, "seed": seed, **hp.model_dump(mode="json")}
                 )

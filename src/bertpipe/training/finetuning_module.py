@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from bertpipe.training.optim import FusedAdamWClipping, lightning_optimizers
+from bertpipe.training.step_axis import log_training_step, log_validation_step
 
 
 class FinetuningModule(FusedAdamWClipping):
@@ -47,9 +48,11 @@ class FinetuningModule(FusedAdamWClipping):
         return out
 
     def training_step(self, batch: dict, batch_idx: int):
+        log_training_step(self)
         return self._step(batch, "train").loss
 
     def validation_step(self, batch: dict, batch_idx: int):
+        log_validation_step(self)
         self.evaluator.update(batch, self._step(batch, "val").logits)
 
     def on_validation_epoch_start(self) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from bertpipe import tracking
 from bertpipe.atomic import atomic_dir, write_json
@@ -27,12 +26,18 @@ from bertpipe.data.tokenizer import copy_tokenizer_files, load_tokenizer, resolv
 from bertpipe.errors import InputError
 from bertpipe.models.hf_format import CHECKSUM, CheckpointError
 from bertpipe.models.registry import ModelFamily, get_family
-from bertpipe.training.callbacks import CurveRecorder, FillMaskExamples, TokensPerSecond
+from bertpipe.training.callbacks import (
+    CheckpointAfterValidation,
+    CurveRecorder,
+    FillMaskExamples,
+    TokensPerSecond,
+)
 from bertpipe.training.checkpoints import fingerprint, latest_checkpoint, prepare_checkpoint_dir
 from bertpipe.training.console import quiet_known_noise
 from bertpipe.training.precision import resolve_precision
 from bertpipe.training.pretraining_data import PretrainDataModule
 from bertpipe.training.pretraining_module import PretrainingModule
+from bertpipe.training.step_axis import scores
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +133,7 @@ def run_pretraining(
             run_id,
             run_id_file,
         )
+        tracking.end_abandoned(run_id, "killed before its first checkpoint; a rerun started anew")
         run_id = None
     logger = tracking.make_logger(
         tracking_cfg.experiment,
@@ -158,7 +164,8 @@ def run_pretraining(
         default_root_dir=str(ckpt_dir),
         enable_model_summary=False,
         callbacks=[
-            ModelCheckpoint(
+            CheckpointAfterValidation(
+                val_every_n_steps=cfg.val_every_n_steps if dm.has_validation else 0,
                 dirpath=ckpt_dir,
                 filename="step{step:07d}",
                 auto_insert_metric_name=False,
@@ -171,7 +178,6 @@ def run_pretraining(
             TokensPerSecond(),
             curves,
             fill,
-            LearningRateMonitor(logging_interval="step"),
         ],
     )
     if trainer.is_global_zero:
@@ -191,7 +197,11 @@ def run_pretraining(
             resume,
         )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    final = trainer.validate(module, datamodule=dm, verbose=False)[0] if dm.val_set else {}
+    final = (
+        scores(trainer.validate(module, datamodule=dm, verbose=False)[0])
+        if dm.has_validation
+        else {}
+    )
 
     metrics: dict[str, Any] = {k: float(v) for k, v in final.items()}
     metrics["val/unigram_baseline_acc"] = unigram_baseline(data_dir, dm.masker.not_eligible)

@@ -162,11 +162,15 @@ class PretrainDataModule(L.LightningDataModule):
         self.train_sampler: ResumableBatchSampler | None = None
         self._pending_resume: tuple[int, int] | None = None
 
+    @property
+    def has_validation(self) -> bool:
+        """Whether the data has a validation split (known before ``setup``)."""
+        return (self.data_dir / "valid" / "offsets.npy").exists()
+
     def setup(self, stage: str | None = None) -> None:
         self.train_set = InstanceDataset(PretrainArrays(self.data_dir, "train"))
-        valid = self.data_dir / "valid" / "offsets.npy"
         self.val_set = (
-            InstanceDataset(PretrainArrays(self.data_dir, "valid")) if valid.exists() else None
+            InstanceDataset(PretrainArrays(self.data_dir, "valid")) if self.has_validation else None
         )
 
     def _loader(self, dataset, sampler) -> DataLoader:

@@ -14,6 +14,7 @@ import torchmetrics
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from bertpipe.training.optim import FusedAdamWClipping, lightning_optimizers
+from bertpipe.training.step_axis import log_training_step, log_validation_step
 
 
 def _metrics(prefix: str, vocab_size: int, nsp: bool) -> torchmetrics.MetricCollection:
@@ -61,9 +62,11 @@ class PretrainingModule(FusedAdamWClipping):
         )
 
     def training_step(self, batch: dict, batch_idx: int):
+        log_training_step(self)
         return self._step(batch, self.train_metrics)
 
     def validation_step(self, batch: dict, batch_idx: int):
+        log_validation_step(self)
         self._step(batch, self.val_metrics)
 
     def _step(self, batch: dict, metrics: torchmetrics.MetricCollection):
