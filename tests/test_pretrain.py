@@ -148,6 +148,23 @@ def test_resume_after_kill_gives_the_same_weights_and_one_run(uninterrupted, tin
     ]
 
 
+def test_a_rerun_after_the_final_metrics_were_logged_logs_nothing_twice(uninterrupted, tmp_path):
+    """Killed after the final metrics went to MLflow but before the stage ended: the rerun
+    resumes from the last checkpoint, scores and logs again; the history must not double."""
+    import shutil
+
+    root = tmp_path / "again"
+    shutil.copytree(uninterrupted, root, symlinks=True)
+    shutil.rmtree(root / "model")  # DVC deletes a stage's outputs before running it
+    out = run(root)
+    assert "resuming from" in out.stderr
+    client, runs = mlflow_runs(root)
+    assert len(runs) == 1
+    ref_client, ref_runs = mlflow_runs(uninterrupted)
+    reference = metric_steps(ref_client, ref_runs[0].info.run_id)
+    assert history_problems(reference, metric_steps(client, runs[0].info.run_id)) == []
+
+
 def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
     import json
 

@@ -105,10 +105,11 @@ def make_logger(
                 self._logged_steps = {
                     (k, m.step) for k in keys for m in client.get_metric_history(self.run_id, k)
                 }
-            fresh = {k: v for k, v in metrics.items() if (k, step) not in self._logged_steps}
+            at = step or 0  # MLflow's step when none is given
+            fresh = {k: v for k, v in metrics.items() if (k, at) not in self._logged_steps}
             if fresh:
                 super().log_metrics(fresh, step)
-                self._logged_steps.update((k, step) for k in fresh)
+                self._logged_steps.update((k, at) for k in fresh)
 
     if run_id is not None and not _run_exists(run_id):
         import logging
@@ -188,9 +189,11 @@ def log_dir(logger, local_dir: str | Path, artifact_path: str) -> None:
 
 
 def log_metrics(logger, metrics: dict[str, float], step: int | None = None) -> None:
-    for k, v in metrics.items():
-        if v is not None:
-            logger.experiment.log_metric(logger.run_id, k, float(v), step=step)
+    """Through the logger, so a (key, step) the run's history has is not logged again (a rerun
+    killed after the final metrics were logged, resumed from the last checkpoint)."""
+    values = {k: float(v) for k, v in metrics.items() if v is not None}
+    if values:
+        logger.log_metrics(values, step)
 
 
 def set_terminated(logger, status: str = "FINISHED") -> None:
