@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import MIRROR, copy_working_tree
 from outputs import comparable_tiny_params, differences, snapshot
 
-COMPARED = ("pretrain", "finetune@rte")
+COMPARED = ("pretrain@bert", "finetune@rte")
 
 
 def dvc(root: Path, src: Path, *args: str) -> None:

@@ -16,6 +16,7 @@ def comparable_tiny_params() -> dict:
     from bertpipe.config import preset_values
 
     params = preset_values("tiny")
+    params["pretrain"]["families"] = ["bert"]
     params["finetune"].update(
         {"tasks": ["rte"], "inits": ["pretrained"], "seeds": [1], "optional_tasks": []}
     )
@@ -27,11 +28,17 @@ def comparable_tiny_params() -> dict:
 
 
 TIMING_FILES = {  # outputs that hold throughput or timings: compared without those keys
-    "metrics/pretrain.json",
-    "metrics/pretrain_curves",
+    "metrics/pretrain/bert.json",
+    "metrics/pretrain_curves/bert",
     "metrics/finetune/rte.json",
 }
-TIMING_KEYS = {"tokens_per_s", "train/tokens_per_s", "fit_seconds", "fit_examples_per_s"}
+TIMING_KEYS = {
+    "tokens_per_s",
+    "train/tokens_per_s",
+    "fit_seconds",
+    "fit_examples_per_s",
+    "used/seconds",
+}
 
 
 def _without_timings(value):
@@ -74,17 +81,20 @@ def snapshot(root: Path, stage: str) -> dict:
             "bytes": _tree_bytes(root / folder),
             "stats": (root / f"metrics/{stats}.json").read_text(),
         }
-    if stage == "pretrain":
+    if stage.startswith("pretrain@"):
+        family = stage.removeprefix("pretrain@")
+        model, curves = (
+            root / "models/pretrained" / family,
+            root / "metrics/pretrain_curves" / family,
+        )
         return {
-            "tensors": _tensors(root / "models/pretrained/model.safetensors"),
-            "files": {
-                k: v
-                for k, v in _tree_bytes(root / "models/pretrained").items()
-                if k != "model.safetensors"
-            },
-            "metrics": _without_timings(json.loads((root / "metrics/pretrain.json").read_text())),
-            "train_curve": _csv_without_timings(root / "metrics/pretrain_curves/train.csv"),
-            "val_curve": (root / "metrics/pretrain_curves/val.csv").read_text(),
+            "tensors": _tensors(model / "model.safetensors"),
+            "files": {k: v for k, v in _tree_bytes(model).items() if k != "model.safetensors"},
+            "metrics": _without_timings(
+                json.loads((root / "metrics/pretrain" / f"{family}.json").read_text())
+            ),
+            "train_curve": _csv_without_timings(curves / "train.csv"),
+            "val_curve": (curves / "val.csv").read_text(),
         }
     out = root / "results/finetune/rte"
     return {

@@ -93,14 +93,37 @@ def ckpt(tmp_path):
             ["corpus.valid_fraction", "less than or equal to 0.5"],
         ),
         ("preset: huge\n", ["unknown preset 'huge'"]),
-        ("model:\n  family: gpt9\n", ["model.family", "'bert'"]),
+        ("pretrain:\n  families: [bert, xlnet]\n", ["pretrain.families[1]", "'xlnet'"]),
+        ("pretrain:\n  families: [bert, lstm]\n", ["pretrain.families[1]", "scratch:NAME"]),
+        (
+            "pretrain:\n  families: [bert]\nfinetune:\n  inits: [pretrained, pretrained:gpt]\n",
+            ["finetune.inits[1]", "'pretrained:gpt' names a family that is not pretrained"],
+        ),
+        ("finetune:\n  inits: [scratch:xlnet]\n", ["finetune.inits[0]", "unknown family 'xlnet'"]),
+        (
+            "pretrain:\n  budget: {tokens: 0}\n",
+            ["pretrain.budget.tokens", "greater than or equal to 1"],
+        ),
+        (
+            "pretrain:\n  budget: {tokens: null}\n",
+            ["pretrain.budget", "exactly one of tokens and flops"],
+        ),
+        (
+            "model:\n  gpt: {n_embd: 100, n_head: 3}\n",
+            ["model.gpt", "n_head (3) must divide n_embd (100)", "cannot be exported"],
+        ),
         ("finetune:\n  tasks: [cola, sst-2]\n", ["unknown task 'sst-2'", "did you mean 'sst2'"]),
         ("finetune:\n  optional_tasks: [mnli2]\n", ["optional_tasks[0]: unknown task 'mnli2'"]),
         (
             "pretrain_data:\n  max_seq_length: 1024\n",
-            ["pretrain_data.max_seq_length (1024) exceeds model.max_position_embeddings (512)"],
+            [
+                "pretrain_data.max_seq_length (1024) exceeds model.bert.max_position_embeddings (512)"
+            ],
         ),
-        ("model:\n  init_from: /ckpt\n", ["model.init_from (/ckpt) needs", "tokenizer.reuse_from"]),
+        (
+            "model:\n  bert:\n    init_from: /ckpt\n",
+            ["model.bert.init_from (/ckpt) needs", "tokenizer.reuse_from"],
+        ),
         (
             "pretrain_data:\n  nsp: false\n",
             ["pretrain.nsp_loss is true but pretrain_data.nsp is false"],
@@ -281,7 +304,7 @@ def test_a_checkpoint_with_flipped_bytes_is_refused(ckpt, capsys):
     [
         ("no_config", "no config.json"),
         ("bad_json", "config.json: not valid JSON"),
-        ("gpt2", "model_type 'gpt2' is not supported"),
+        ("xlnet", "model_type 'xlnet' is not supported"),
         ("no_weights", "neither model.safetensors nor pytorch_model.bin"),
         ("shape", "has shape (512,) in the checkpoint but (1024,)"),
     ],
@@ -292,8 +315,8 @@ def test_damaged_checkpoints_name_the_file_and_the_problem(ckpt, capsys, damage,
         config.unlink()
     elif damage == "bad_json":
         config.write_text("{oops")
-    elif damage == "gpt2":
-        config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "gpt2"}))
+    elif damage == "xlnet":
+        config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "xlnet"}))
     elif damage == "no_weights":
         (ckpt / "model.safetensors").unlink()
     else:
@@ -318,15 +341,18 @@ def test_a_pickle_offered_as_weights_is_refused_and_never_runs(ckpt, capsys):
 
 
 def test_a_vocabulary_that_does_not_belong_to_the_initial_model(ckpt, tmp_path):
-    from bertpipe.config import ModelConfig
+    from bertpipe.config import BertModelConfig, ModelConfig
     from bertpipe.models.hf_format import CheckpointError
+    from bertpipe.models.registry import get_family
     from bertpipe.training.pretraining import build_model
 
     with pytest.raises(
         CheckpointError,
-        match="vocabulary size 300 does not match the tokenizer's 2000; set tokenizer.reuse_from",
+        match="model.bert.init_from .*vocabulary size 300 does not match the tokenizer's 2000; "
+        "set tokenizer.reuse_from",
     ):
-        build_model(ModelConfig(init_from=str(ckpt)), vocab_size=2000, pad_id=0)
+        cfg = ModelConfig(bert=BertModelConfig(init_from=str(ckpt)))
+        build_model(get_family("bert"), cfg, vocab_size=2000, pad_id=0)
 
 
 @pytest.mark.parametrize("init", ["/missing/model", "package:no_such_pkg_xyz"])
@@ -379,15 +405,19 @@ def test_broken_checkpoints_are_deleted_and_a_zip_that_is_no_checkpoint_is_skipp
 
 
 def test_a_changed_schedule_starts_afresh():
-    from bertpipe.config import ModelConfig, PretrainConfig
+    from bertpipe.config import BertModelConfig, BudgetConfig, GPTModelConfig, PretrainConfig
     from bertpipe.training.checkpoints import fingerprint
 
     meta = {"tokenizer_sha256": "t", "splits": {}}
-    base = fingerprint(ModelConfig(), PretrainConfig(max_steps=40), meta)
-    assert fingerprint(ModelConfig(), PretrainConfig(max_steps=30), meta) != base
+    bert, budget = BertModelConfig(), lambda n: BudgetConfig(tokens=n)
+    base = fingerprint("bert", bert, PretrainConfig(budget=budget(4000)), meta)
+    assert fingerprint("bert", bert, PretrainConfig(budget=budget(3000)), meta) != base
     assert (
-        fingerprint(ModelConfig(), PretrainConfig(max_steps=40, val_every_n_steps=7), meta) == base
+        fingerprint("bert", bert, PretrainConfig(budget=budget(4000), val_every_n_steps=7), meta)
+        == base
     )
+    # each family's checkpoints are its own, also at the same settings
+    assert fingerprint("gpt", GPTModelConfig(), PretrainConfig(budget=budget(4000)), meta) != base
 
 
 # --------------------------------------------------------------------- fine-tuning data

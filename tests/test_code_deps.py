@@ -34,10 +34,12 @@ def test_every_stage_is_a_bertpipe_module():
 
 def test_deleting_a_dep_line_is_caught(tmp_path):
     text = (ROOT / "dvc.yaml").read_text()
-    line = "      - src/bertpipe/data/masking.py\n"  # a pretrain dep (the dynamic masking collator)
-    assert text.count(line) == 2  # pretrain_data and pretrain
+    line = (
+        "        - src/bertpipe/data/masking.py\n"  # a pretrain dep (the dynamic masking collator)
+    )
+    assert text.count(line) == 1  # pretrain's (a foreach stage: its deps are indented deeper)
     broken = tmp_path / "dvc.yaml"
-    broken.write_text(text.replace(line, "", 2))
+    broken.write_text(text.replace(line, "", 1))
     module, deps = stage_entry_modules(broken)["pretrain"]
     assert uncovered(import_closure(module), deps) == ["bertpipe/data/masking.py"]
     assert code_deps.main([str(broken)]) == 1

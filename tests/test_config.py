@@ -125,8 +125,8 @@ def test_presets_are_the_overlay_files_and_large_is_base_with_the_larger_model()
     }
     assert {f"{n}.yaml" for n in PRESETS} == files and "demo" in PRESETS
     base, large = preset_values("base"), preset_values("large")
-    assert large["model"]["size"] == "large" and base["model"]["size"] == "base"
-    large["model"]["size"], large["preset"] = "base", "base"
+    assert large["model"]["bert"]["size"] == "large" and base["model"]["bert"]["size"] == "base"
+    large["model"]["bert"]["size"], large["preset"] = "base", "base"
     assert large == base
 
 
@@ -144,18 +144,31 @@ def test_preset_scales():
         for key in defaults[section]
         if demo[section][key] != defaults[section][key]
     }
-    assert changed == {
+    changed_models = {
+        (family, key)
+        for family, keys in defaults["model"].items()
+        for key in keys
+        if demo["model"][family][key] != keys[key]
+    }
+    assert changed - {("model", f) for f, _ in changed_models} == {
         ("pretrain_data", "max_seq_length"),
         ("pretrain_data", "masking"),
-        ("model", "hidden_dropout_prob"),
-        ("model", "attention_probs_dropout_prob"),
-        ("model", "position_init"),
         ("pretrain", "batch_size"),
         ("pretrain", "val_every_n_steps"),
+        ("pretrain", "budget"),
+        ("pretrain", "warmup_steps"),
+    }
+    assert changed_models == {
+        ("bert", "hidden_dropout_prob"),
+        ("bert", "attention_probs_dropout_prob"),
+        ("bert", "position_init"),
+        ("gpt", "dropout"),
+        ("elmo", "dropout"),
     }
     # base keeps the paper's recipe.
     assert (
-        base["model"]["position_init"] == "normal" and base["model"]["hidden_dropout_prob"] == 0.1
+        base["model"]["bert"]["position_init"] == "normal"
+        and base["model"]["bert"]["hidden_dropout_prob"] == 0.1
     )
     assert base["pretrain_data"]["masking"]["mlm_probability"] == 0.15
 
@@ -183,15 +196,27 @@ def test_committed_params_yaml_is_the_demo_preset_as_rendered():
     [
         (
             {"pretrain_data__max_seq_length": 1024},
-            r"pretrain_data.max_seq_length \(1024\) exceeds model.max_position_embeddings \(512\)",
+            r"pretrain_data.max_seq_length \(1024\) exceeds model.bert.max_position_embeddings \(512\)",
+        ),
+        (
+            {"pretrain_data__max_seq_length": 1024},
+            r"pretrain_data.max_seq_length \(1024\) exceeds model.gpt.n_positions \(512\)",
         ),
         (
             {
-                "model__max_position_embeddings": 64,
+                "model__bert__max_position_embeddings": 64,
                 "tokenizer__model_max_length": 64,
                 "finetune__hparams__max_length": 128,
             },
-            r"finetune.hparams.max_length \(128\) for task cola exceeds model.max_position_embeddings \(64\)",
+            r"finetune.hparams.max_length \(128\) for task cola exceeds model.bert.max_position_embeddings \(64\)",
+        ),
+        (
+            {"model__gpt__n_positions": 64, "finetune__hparams__max_length": 128},
+            r"finetune.hparams.max_length \(128\) for task cola exceeds model.gpt.n_positions \(64\)",
+        ),
+        (
+            {"pretrain__warmup_steps": 40},
+            r"pretrain.warmup_steps \(40\) is not below the 40 steps pretrain.budget.tokens \(40960\)",
         ),
         (
             {"finetune__task_hparams": {"squad": {"max_length": 600}}},
@@ -199,8 +224,8 @@ def test_committed_params_yaml_is_the_demo_preset_as_rendered():
         ),
         ({"tokenizer__model_max_length": 1024}, r"tokenizer.model_max_length \(1024\) exceeds"),
         (
-            {"model__init_from": "/ckpt/bert"},
-            r"model.init_from \(/ckpt/bert\) needs its own vocabulary: set "
+            {"model__bert__init_from": "/ckpt/bert"},
+            r"model.bert.init_from \(/ckpt/bert\) needs its own vocabulary: set "
             r"tokenizer.reuse_from to the same checkpoint \(now None\)",
         ),
         (
@@ -219,7 +244,8 @@ def test_checks_across_sections_name_the_keys(tmp_path, change, message):
 
 def test_long_task_windows_are_fine_when_no_init_uses_our_positions():
     data = tiny_with(
-        model__max_position_embeddings=64,
+        model__bert__max_position_embeddings=64,
+        model__gpt__n_positions=64,
         tokenizer__model_max_length=64,
         pretrain_data__max_seq_length=64,
         finetune__hparams__max_length=128,
@@ -235,6 +261,6 @@ def test_the_params_command_reports_a_cross_section_error(tmp_path, capsys):
     path.write_text(yaml.safe_dump(tiny_with(pretrain_data__max_seq_length=1024)))
     assert main(["params", "--params", str(path)]) == 2
     assert (
-        "pretrain_data.max_seq_length (1024) exceeds model.max_position_embeddings"
+        "pretrain_data.max_seq_length (1024) exceeds model.bert.max_position_embeddings"
         in capsys.readouterr().err
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bertpipe.config import FinetuneConfig, FinetuneHParams, ModelConfig
+from bertpipe.config import BertModelConfig, FinetuneConfig, FinetuneHParams, ModelConfig
 from bertpipe.tasks.spec import resolve_task
 from bertpipe.training.finetuning import finetune_once
 
@@ -25,7 +25,7 @@ def test_minilm_learns_sst2_subset_and_beats_scratch(mirror, minilm_dir, tmp_pat
         1,
         tmp_path / "scratch",
         tokenizer_dir=minilm_dir,
-        model_cfg=ModelConfig(size="tiny"),
+        model_cfg=ModelConfig(bert=BertModelConfig(size="tiny")),
     )
     assert pre["train_examples"] == 800 and pre["dev_examples"] == 872
     assert pre["metrics"]["acc"] > 70  # 872 dev sentences; chance is 51 (78 measured)

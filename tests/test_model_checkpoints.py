@@ -8,11 +8,11 @@ import pickle
 import pytest
 import torch
 
-from bertpipe.config import ModelConfig
+from bertpipe.config import BertModelConfig, ModelConfig
 from bertpipe.models.bert import BertConfig, BertForPreTraining, BertModel
 from bertpipe.models.bert_checkpoint import load, save
 from bertpipe.models.hf_format import CheckpointError
-from bertpipe.models.registry import checkpoint_family
+from bertpipe.models.registry import checkpoint_family, get_family
 from bertpipe.training.pretraining import build_model
 
 
@@ -44,11 +44,11 @@ def test_missing_files(ckpt, tmp_path):
 
 def test_unknown_architecture(ckpt):
     cfg = json.loads((ckpt / "config.json").read_text())
-    cfg["model_type"] = "gpt2"
+    cfg["model_type"] = "xlnet"
     (ckpt / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="model_type 'gpt2' is not supported"):
+    with pytest.raises(CheckpointError, match="model_type 'xlnet' is not supported"):
         load(BertModel, ckpt)
-    with pytest.raises(CheckpointError, match="model_type 'gpt2' is not supported"):
+    with pytest.raises(CheckpointError, match="model_type 'xlnet' is not supported"):
         checkpoint_family(ckpt)
 
 
@@ -102,7 +102,8 @@ def test_vocab_size_mismatch_with_tokenizer(ckpt):
     with pytest.raises(
         CheckpointError, match="vocabulary size 300 does not match the tokenizer's 2000"
     ):
-        build_model(ModelConfig(init_from=str(ckpt)), vocab_size=2000, pad_id=0)
+        cfg = ModelConfig(bert=BertModelConfig(init_from=str(ckpt)))
+        build_model(get_family("bert"), cfg, vocab_size=2000, pad_id=0)
 
 
 def test_old_gamma_beta_names_and_bert_prefix_load(ckpt, tmp_path):

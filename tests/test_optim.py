@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bertpipe.models.bert import BertConfig, BertForPreTraining
+from bertpipe.training.objectives import MaskedLM
 from bertpipe.training.optim import Lamb, linear_warmup_decay, param_groups
 from bertpipe.training.pretraining_module import PretrainingModule
 
@@ -69,7 +70,9 @@ def _train(precision: str, fused: bool | None = None, steps: int = 6):
             intermediate_size=64,
         )
     )
-    module = _RecordingModule(model, learning_rate=1e-2, warmup_steps=0, max_steps=steps)
+    module = _RecordingModule(
+        model, MaskedLM(with_nsp=True), learning_rate=1e-2, warmup_steps=0, max_steps=steps
+    )
     if fused is False:
         module._fused_adamw = lambda: False
     trainer = L.Trainer(

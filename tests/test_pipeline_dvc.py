@@ -81,10 +81,12 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     first = _flow(project, tmp_path)
     assert [r["stage"] for r in first["stages"]][-1] == "summary"  # after evaluate, no flow edit
     ran = {r["stage"] for r in first["stages"] if r["ran"]}
-    assert {"corpus", "tokenizer", "pretrain_data", "pretrain", "evaluate", "summary"} <= ran
+    assert {"corpus", "tokenizer", "pretrain_data", "evaluate", "summary"} <= ran
+    assert {"pretrain@bert", "pretrain@gpt", "pretrain@elmo"} <= ran
     assert "pretrained" in (project / "summary.txt").read_text()
     assert {f"finetune@{t}" for t in RAN + SKIPPED} <= ran
-    assert all(p["promoted"] for p in first["promoted"]) and len(first["promoted"]) == 1 + len(RAN)
+    # one registered model per pretrained family, one per task
+    assert all(p["promoted"] for p in first["promoted"]) and len(first["promoted"]) == 3 + len(RAN)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["tokenizer"]["params"]["params.yaml"]["tokenizer"]["vocab_size"] == 2000
     stats = json.loads((project / "metrics/pretrain_data_stats.json").read_text())
@@ -125,6 +127,20 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     )
     tok = json.loads((project / "metrics/tokenizer_stats.json").read_text())
     assert tok["vocab_size"] == 1500
+    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
+    sh([sys.executable, "-m", "dvc", "checkout", "--force"], project)
+    # One family's params: only that family's pretraining reruns, and fine-tuning retrains
+    # only its starting point (the other inits' finished seeds are reused).
+    out = sh(
+        [sys.executable, "-m", "dvc", "exp", "run", "-S", "model.gpt.dropout=0.05", "finetune@rte"],
+        project,
+    )
+    log = out.stdout + out.stderr
+    assert "Running stage 'pretrain@gpt'" in log
+    assert "Running stage 'pretrain@bert'" not in log and "Running stage 'pretrain@elmo'" not in log
+    assert "finetune rte/pretrained/seed1: done before, reusing" in log
+    assert "finetune rte/pretrained_elmo/seed2: done before, reusing" in log
+    assert "finetune rte/pretrained_gpt/seed1: done before" not in log
     # Back to the committed tiny state (the experiment stopped at pretrain_data), so the
     # tests below start from an up-to-date DAG.
     sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
@@ -377,7 +393,7 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
     and the MLflow run instead of starting over. (The 40-step run before it has another
     schedule, so the 300-step run starts afresh, in a new MLflow run.)"""
     env = _env(_flow_env(tmp_path))
-    ckpts = project / "checkpoints/pretrain"
+    ckpts = project / "checkpoints/pretrain/bert"
     forty_step_run = (ckpts / "mlflow_run_id").read_text()
     cmd = [
         sys.executable,
@@ -386,7 +402,7 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
         "--preset",
         "tiny",
         "--set",
-        "pretrain.max_steps=300",
+        f"pretrain.budget.tokens={300 * 16 * 64}",  # 300 tiny steps
         "--set",
         "finetune.tasks=[wnli]",
         "--set",
@@ -411,11 +427,11 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
     run_id = (ckpts / "mlflow_run_id").read_text()
     assert run_id != forty_step_run
     assert not (
-        project / "metrics/pretrain.json"
+        project / "metrics/pretrain/bert.json"
     ).exists()  # DVC removed it; the stage never finished
     out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert json.loads((project / "metrics/pretrain.json").read_text())["steps"] == 300
+    assert json.loads((project / "metrics/pretrain/bert.json").read_text())["steps"] == 300
     assert (ckpts / "mlflow_run_id").read_text() == run_id  # the same MLflow run continued
     import mlflow
 
@@ -428,15 +444,16 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
     assert max(steps) >= 295 and all(steps.count(k) == 1 for k in steps if k <= 60)
 
 
-RAN = ("cola", "sst2", "mrpc", "stsb", "rte", "wnli", "squad")  # train + dev in the mirror
-SKIPPED = ("qqp", "mnli", "qnli", "squad_v2")  # no training data in the mirror
+RAN = ("cola", "stsb", "rte", "squad", "ptb_pos", "conll2000_chunk")  # train + dev in the mirror
+SKIPPED = ("qqp",)  # no training data in the mirror
+INITS = ("pretrained", "scratch", "pretrained_gpt", "pretrained_elmo", "scratch_lstm")
 
 
 def _check_finetune_and_report(project, run_id):
     """Every task with training data in the mirror ran from both inits; the rest are skipped notes."""
     for task in RAN:
         summary = json.loads((project / f"metrics/finetune/{task}.json").read_text())
-        for init in ("pretrained", "scratch"):
+        for init in INITS:  # every family, end to end
             runs = summary["results"][init]["runs"]
             assert [r["seed"] for r in runs] == [1, 2]
             stats = summary["results"][init]["summary"][summary["selection_metric"]]
@@ -451,11 +468,22 @@ def _check_finetune_and_report(project, run_id):
     report = (project / "reports/report.md").read_text()
     for task in RAN:
         assert f"| {task} |" in report
-    assert "## Skipped tasks" in report and "**mnli**" in report and "GLUE average" in report
+    assert "## Skipped tasks" in report and "**qqp**" in report and "GLUE average" in report
+    # the seeds' table: a row per starting point, the budget of each pretrained family
+    assert "## What each kind of pretraining bought, at the same compute" in report
+    for row in (
+        "supervised LSTM (+attention)",
+        "ELMo-style biLM",
+        "GPT-style LM",
+        "BERT from scratch",
+    ):
+        assert row in report
+    assert report.count("0.04 M tokens") >= 3 and "96.37" in report and "93.65" in report
     assert "BERT-Tiny (L2/H128)" in report and "Turc et al. (2019)" in report
     assert {p.name for p in (project / "reports/plots").iterdir()} == {
         "finetune_scores.png",
         "pretrain_curves.png",
+        "score_vs_compute.png",
     }
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics["tasks"]) == set(RAN) and set(metrics["skipped"]) == set(SKIPPED)
@@ -482,10 +510,11 @@ def _check_finetune_and_report(project, run_id):
         [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=200
     )
     stages = [r.data.tags["bertpipe.stage"] for r in nested]
-    assert stages.count("finetune") == len(RAN) * 2 * 2 and stages.count("pretrain") == 1
+    assert stages.count("finetune") == len(RAN) * len(INITS) * 2 and stages.count("pretrain") == 3
     assert all(r.data.metrics for r in nested)
     # Registered models, each with the champion alias on its first version.
-    for name in ["bertpipe-pretrained", *(f"bertpipe-{t}" for t in RAN)]:
+    families = ["bertpipe-pretrained", "bertpipe-pretrained-gpt", "bertpipe-pretrained-elmo"]
+    for name in [*families, *(f"bertpipe-{t}" for t in RAN)]:
         assert int(client.get_model_version_by_alias(name, "champion").version) == 1
 
 

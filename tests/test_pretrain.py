@@ -19,10 +19,15 @@ from history import history_problems, metric_steps
 pytestmark = pytest.mark.slow
 
 
-def make_project(root: Path, tiny_built, **pretrain) -> Path:
-    """A folder with params.yaml (tiny + overrides) and the tiny data stages' outputs."""
+def make_project(root: Path, tiny_built, family: str = "bert", max_steps=None, **pretrain) -> Path:
+    """A folder with params.yaml (tiny + overrides; ``max_steps`` as the token budget of that
+    many steps) and the tiny data stages' outputs."""
     root.mkdir(parents=True)
+    (root / "family").write_text(family)
     data = preset_values("tiny")
+    if max_steps is not None:
+        per_step = data["pretrain"]["batch_size"] * data["pretrain_data"]["max_seq_length"]
+        data["pretrain"]["budget"] = {"tokens": max_steps * per_step}
     data["pretrain"].update(
         {
             "precision": "32-true",
@@ -45,6 +50,8 @@ def stage_cmd(root: Path) -> list[str]:
         "bertpipe.stages.pretrain",
         "--params",
         str(root / "params.yaml"),
+        "--family",
+        (root / "family").read_text(),
         "--data",
         str(root / "pretrain"),
         "--tokenizer",
@@ -102,9 +109,41 @@ def uninterrupted(tmp_path_factory, tiny_built):
     return root
 
 
-def test_resume_after_kill_gives_the_same_weights_and_one_run(uninterrupted, tiny_built, tmp_path):
+_UNINTERRUPTED: dict[str, Path] = {}
+
+
+@pytest.fixture
+def reference_run(request, uninterrupted, tiny_built, tmp_path_factory):
+    """The uninterrupted 24-step run of the test's family (BERT's is ``uninterrupted``)."""
+    family = request.node.callspec.params["family"]
+    if family == "bert":
+        return uninterrupted
+    if family not in _UNINTERRUPTED:
+        root = make_project(
+            tmp_path_factory.mktemp("pre") / family,
+            tiny_built,
+            family,
+            max_steps=24,
+            checkpoint_every_n_steps=6,
+            val_every_n_steps=12,
+        )
+        run(root)
+        _UNINTERRUPTED[family] = root
+    return _UNINTERRUPTED[family]
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt", "elmo"])
+def test_resume_after_kill_gives_the_same_weights_and_one_run(
+    reference_run, tiny_built, tmp_path, family
+):
+    uninterrupted = reference_run
     root = make_project(
-        tmp_path / "b", tiny_built, max_steps=24, checkpoint_every_n_steps=6, val_every_n_steps=12
+        tmp_path / "b",
+        tiny_built,
+        family,
+        max_steps=24,
+        checkpoint_every_n_steps=6,
+        val_every_n_steps=12,
     )
     proc = subprocess.Popen(
         stage_cmd(root),
@@ -138,7 +177,8 @@ def test_resume_after_kill_gives_the_same_weights_and_one_run(uninterrupted, tin
     # One history across the kill: every metric at the uninterrupted run's steps, once each.
     ref_client, ref_runs = mlflow_runs(uninterrupted)
     reference = metric_steps(ref_client, ref_runs[0].info.run_id)
-    assert reference["val/mlm_acc"] == [12, 24]
+    first = {"bert": "mlm", "gpt": "lm", "elmo": "fwd_lm"}[family]
+    assert reference[f"val/{first}_acc"] == [12, 24]
     assert history_problems(reference, metric_steps(client, runs[0].info.run_id)) == []
     assert (root / "curves/val.csv").read_text() == (uninterrupted / "curves/val.csv").read_text()
     # Only the last K checkpoints are kept.
@@ -172,8 +212,10 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
     assert len(runs) == 1
     r = runs[0]
     assert r.info.status == "FINISHED"
-    assert r.data.params["pretrain/max_steps"] == "24"
+    assert r.data.params["pretrain/budget/tokens"] == str(24 * 16 * 64)
+    assert r.data.params["budget_steps"] == "24" and r.data.params["family"] == "bert"
     assert r.data.params["model/size"] == "tiny"
+    assert r.info.run_name == "pretrain/bert" and r.data.tags["bertpipe.family"] == "bert"
     assert int(r.data.params["n_parameters"]) > 100_000
     for key in (
         "train/mlm_loss",
@@ -194,6 +236,11 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
     assert fill and "[MASK]" in Path(client.download_artifacts(r.info.run_id, fill[-1])).read_text()
     metrics = json.loads((uninterrupted / "metrics.json").read_text())
     assert metrics["steps"] == 24 and 0 <= metrics["val/mlm_acc"] <= 1
+    # what the budget bought and what the run used, in tokens, FLOPs and seconds
+    assert metrics["budget"]["steps"] == 24 and metrics["budget"]["tokens_per_step"] == 16 * 64
+    assert metrics["used/tokens"] == 24 * 16 * 64
+    assert metrics["used/flops"] == metrics["used/tokens"] * metrics["budget"]["flops_per_token"]
+    assert 0 < metrics["used/seconds"] < 600
     assert (uninterrupted / "curves/train.csv").read_text().startswith("step,")
 
 
@@ -217,7 +264,7 @@ def test_ddp_two_processes_on_cpu(tiny_built, tmp_path):
     root = make_project(
         tmp_path / "ddp",
         tiny_built,
-        max_steps=6,
+        max_steps=12,  # the tokens of 12 one-process steps: 6 steps of two processes
         devices=2,
         strategy="ddp",
         checkpoint_every_n_steps=3,
@@ -229,6 +276,24 @@ def test_ddp_two_processes_on_cpu(tiny_built, tmp_path):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out.stdout + out.stderr
     _, runs = mlflow_runs(root)
     assert len(runs) == 1
+    import json
+
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert metrics["steps"] == 6 and metrics["used/tokens"] == 12 * 16 * 64
+
+
+def test_a_wall_clock_budget_stops_the_run_and_is_recorded(tiny_built, tmp_path):
+    import json
+
+    root = make_project(tmp_path / "clock", tiny_built, "gpt", checkpoint_every_n_steps=100)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["pretrain"]["budget"] = {"tokens": 10_000 * 16 * 64, "seconds": 2.0}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    run(root)
+    metrics = json.loads((root / "metrics.json").read_text())
+    assert metrics["budget"]["steps"] == 10_000 and metrics["budget"]["seconds_limit"] == 2.0
+    assert 0 < metrics["steps"] < 10_000 and metrics["used/seconds"] >= 2.0
+    assert metrics["used/tokens"] == metrics["steps"] * 16 * 64
 
 
 def test_continued_mlflow_run_keeps_its_params_and_tags_changed_ones(tmp_path, monkeypatch):

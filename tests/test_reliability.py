@@ -2,8 +2,8 @@
 
 One project at the tiny preset (one fine-tuning task, one init, one seed; fp32,
 deterministic). An uninterrupted run of ``corpus``, ``tokenizer``, ``pretrain_data``,
-``pretrain`` and ``finetune@rte`` is the reference and times each stage. Then, for each
-of ``corpus``, ``pretrain_data``, ``pretrain`` and ``finetune@rte``, the stage is run again
+``pretrain@bert`` and ``finetune@rte`` is the reference and times each stage. Then, for each
+of ``corpus``, ``pretrain_data``, ``pretrain@bert`` and ``finetune@rte``, the stage is run again
 from scratch (``bertpipe run --single-item --force``: DVC first deletes its outputs, the
 training stages find no checkpoint or cached run) and its whole process group is
 SIGKILLed at a moment drawn uniformly over the stage's reference duration; then the
@@ -49,11 +49,11 @@ from outputs import comparable_tiny_params, differences, lock_entries, snapshot
 
 pytestmark = [pytest.mark.minutes, pytest.mark.mirror, pytest.mark.reliability]
 
-KILLED = ("corpus", "pretrain_data", "pretrain", "finetune@rte")
-STAGES = ("corpus", "tokenizer", "pretrain_data", "pretrain", "finetune@rte")
-WORK = {"pretrain": "checkpoints/pretrain", "finetune@rte": "checkpoints/finetune/rte"}
+KILLED = ("corpus", "pretrain_data", "pretrain@bert", "finetune@rte")
+STAGES = ("corpus", "tokenizer", "pretrain_data", "pretrain@bert", "finetune@rte")
+WORK = {"pretrain@bert": "checkpoints/pretrain/bert", "finetune@rte": "checkpoints/finetune/rte"}
 RUN_ID = {
-    "pretrain": "checkpoints/pretrain/mlflow_run_id",
+    "pretrain@bert": "checkpoints/pretrain/bert/mlflow_run_id",
     "finetune@rte": "checkpoints/finetune/rte/pretrained/seed1/mlflow_run_id",
 }
 
@@ -104,7 +104,7 @@ def mlflow_history(root: Path, stage: str, reference: dict | None = None):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     run_id = (root / RUN_ID[stage]).read_text().strip()
     exp = client.get_experiment_by_name("bertpipe")
-    tag = {"pretrain": "pretrain", "finetune@rte": "finetune"}[stage]
+    tag = {"pretrain@bert": "pretrain", "finetune@rte": "finetune"}[stage]
     others = [
         r.info.status
         for r in client.search_runs(

@@ -9,7 +9,13 @@ import datasets
 import pytest
 import torch
 
-from bertpipe.config import FinetuneConfig, FinetuneHParams, ModelConfig, UserTaskConfig
+from bertpipe.config import (
+    BertModelConfig,
+    FinetuneConfig,
+    FinetuneHParams,
+    ModelConfig,
+    UserTaskConfig,
+)
 from bertpipe.data.tokenizer import load_existing
 from bertpipe.labels import IGNORE_INDEX
 from bertpipe.tasks.kinds import KINDS
@@ -90,7 +96,9 @@ def test_qa_rows_carry_span_targets_in_training_and_feature_ids_in_dev(tok):
 )
 def test_each_kind_builds_its_head_from_the_model_section(tok, task, head, labels):
     spec = resolve_task(task, FinetuneConfig())
-    model, family = build_task_model(spec, None, ModelConfig(size="tiny"), tok)
+    model, family = build_task_model(
+        spec, "scratch", None, ModelConfig(bert=BertModelConfig(size="tiny")), tok
+    )
     assert type(model).__name__ == head and family.name == "bert"
     assert model.config.num_labels == labels and model.config.vocab_size == tok.get_vocab_size()
 

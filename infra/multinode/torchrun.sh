@@ -9,6 +9,7 @@ set -euo pipefail
 cd "${BERTPIPE_WORKDIR:-$PWD}"
 exec .venv/bin/torchrun --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_node "${GPUS_PER_NODE:-8}" \
   --master_addr "$MASTER_ADDR" --master_port "${MASTER_PORT:-29500}" \
-  -m bertpipe.stages.pretrain --params params.yaml \
-  --data data/pretrain --tokenizer models/tokenizer --out models/pretrained \
-  --checkpoints checkpoints/pretrain --metrics metrics/pretrain.json --plots metrics/pretrain_curves
+  -m bertpipe.stages.pretrain --params params.yaml --family "${FAMILY:-bert}" \
+  --data data/pretrain --tokenizer models/tokenizer --out "models/pretrained/${FAMILY:-bert}" \
+  --checkpoints "checkpoints/pretrain/${FAMILY:-bert}" --metrics "metrics/pretrain/${FAMILY:-bert}.json" \
+  --plots "metrics/pretrain_curves/${FAMILY:-bert}"

@@ -154,6 +154,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
         pretrained_dir=a.pretrained,
         tokenizer_dir=a.tokenizer,
         model_cfg=params.model,
+        finetune_cfg=params.finetune,
         precision=params.finetune.precision,
         accelerator=params.finetune.accelerator,
         save_model_to=Path(a.out) / "model",
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model directory that includes its tokenizer.",
     )
     f.add_argument("sentences", nargs="+", help='e.g. "the man went to the [MASK] store ."')
-    f.add_argument("--model", default="models/pretrained", help="model directory")
+    f.add_argument("--model", default="models/pretrained/bert", help="model directory")
     f.add_argument("--top-k", type=int, default=5, help="predictions per [MASK]")
     f.set_defaults(fn=cmd_fill_mask)
 
@@ -266,12 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         required=True,
         help="cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, "
-        "squad, squad_v2, or a user task name",
+        "squad, squad_v2, ptb_pos, conll2000_chunk, or a user task name",
     )
     t.add_argument(
         "--init",
         default="models/pretrained",
-        help="model directory, package:NAME, or 'scratch' (model section of params.yaml)",
+        help="pretrained[:FAMILY] (the pretrain stages' model), scratch[:FAMILY] (e.g. scratch:lstm; "
+        "the model section of params.yaml), a model directory, or package:NAME",
     )
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--learning-rate", "--lr", type=float, help="override the peak learning rate")
@@ -280,7 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-length", type=int, help="override the tokens per example")
     t.add_argument("--max-train-examples", type=int, help="a fixed subset of the training data")
     t.add_argument("--max-eval-examples", type=int, help="score only the first N dev examples")
-    t.add_argument("--pretrained", default="models/pretrained", help="the pretrain stage's output")
+    t.add_argument(
+        "--pretrained",
+        default="models/pretrained",
+        help="the pretrain stages' output (one folder per family)",
+    )
     t.add_argument("--tokenizer", default="models/tokenizer", help="tokenizer for --init scratch")
     t.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     t.add_argument("--out", required=True, help="output folder")

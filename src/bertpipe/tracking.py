@@ -238,15 +238,17 @@ def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
 
     ``BERTPIPE_PIPELINE_RUN_ID`` (set by the Prefect flow) names it; otherwise the run
     is found or created by a key: the pretrained model's weights and the params file,
-    so every stage process of one ``dvc repro`` finds the same parent.
+    so every stage process of one ``dvc repro`` finds the same parent (the weights of every
+    family under ``pretrained_dir``, by their recorded sha256).
     """
     run_id = os.environ.get("BERTPIPE_PIPELINE_RUN_ID")
     if run_id:
         return run_id
     client = _client()
     h = hashlib.sha256()
-    weights = Path(pretrained_dir or "") / "model.safetensors"
-    h.update(weights.read_bytes() if weights.is_file() else b"none")
+    folder = Path(pretrained_dir or "")
+    weights = sorted(folder.glob("*/model.sha256")) if pretrained_dir else []
+    h.update(b"".join(w.read_bytes() for w in weights) or b"none")
     h.update(Path("params.yaml").read_bytes() if Path("params.yaml").exists() else b"")
     key = h.hexdigest()[:16]
     exp_id = _experiment_id(client, experiment)

@@ -16,6 +16,8 @@ from bertpipe.config.section import Section
 
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
 SQUAD_TASKS = ("squad", "squad_v2")
+TAGGING_TASKS = ("ptb_pos", "conll2000_chunk")
+"""Word tagging from the mirror's ``tagging/`` (``tasks/tagging.py``): WSJ POS, CoNLL-2000 chunking."""
 
 
 class FinetuneHParams(Section):
@@ -94,17 +96,60 @@ class UserTaskConfig(Section):
     """Token tasks: score entity-level F1 over BIO tags (NER) instead of tag accuracy (POS); null = decide from the tags."""
 
 
+class GPTTuning(Section):
+    """How the ``pretrained:gpt`` / ``scratch:gpt`` starting points are fine-tuned (Radford et al., 2018)."""
+
+    learning_rate: float | None = Field(default=None, gt=0.0)
+    """Peak learning rate for GPT starting points; null = ``hparams.learning_rate``."""
+    lm_loss_weight: float = Field(default=0.5, ge=0.0)
+    """Weight of the auxiliary language-model loss on the task input (GPT-1: 0.5; 0 = off)."""
+
+
+class RecurrentTuning(Section):
+    """How the supervised baselines ``scratch:rnn|lstm|gru`` are trained."""
+
+    learning_rate: float | None = Field(default=1e-3, gt=0.0)
+    """Peak learning rate (Adam's usual 1e-3 for recurrent networks trained from scratch); null = ``hparams.learning_rate``."""
+
+
+class ELMoTuning(Section):
+    """The task model on ELMo's scalar mix (Peters et al., 2018) for ``pretrained:elmo``."""
+
+    learning_rate: float | None = Field(default=1e-3, gt=0.0)
+    """Peak learning rate (the task model on the mix starts from scratch); null = ``hparams.learning_rate``."""
+    task_encoder: Literal["recurrent", "linear"] = "recurrent"
+    """recurrent: the mix feeds a biLSTM with attention pooling (the paper's setup); linear: pooling and a linear head."""
+    task_hidden_size: int = Field(default=128, ge=8)
+    """The task biLSTM's size per direction."""
+    task_pooling: Literal["attention", "mean", "max"] = "attention"
+    """Sequence tasks: how the task encoder's states are pooled."""
+    freeze_bilm: bool = True
+    """Keep the pretrained biLM fixed (the paper); false fine-tunes it too."""
+
+
 class FinetuneConfig(Section):
     """Stage ``finetune`` (one DVC stage per task, fanned out with ``foreach``) and ``bertpipe finetune``."""
 
-    tasks: tuple[str, ...] = Field(default=GLUE_TASKS + SQUAD_TASKS, strict=False, min_length=1)
-    """Tasks to run: GLUE names, squad, squad_v2, or names under ``user_tasks``. Tasks without training data are skipped and reported."""
-    inits: tuple[str, ...] = Field(default=("pretrained", "scratch"), strict=False, min_length=1)
-    """Starting points: ``pretrained`` (the pretrain stage's model), ``scratch`` (random init, the baseline), a Hugging Face BERT directory, or ``package:NAME``."""
+    tasks: tuple[str, ...] = Field(
+        default=GLUE_TASKS + SQUAD_TASKS + TAGGING_TASKS, strict=False, min_length=1
+    )
+    """Tasks to run: GLUE names, squad, squad_v2, ptb_pos, conll2000_chunk, or names under ``user_tasks``. Tasks without training data are skipped and reported."""
+    inits: tuple[str, ...] = Field(
+        default=("pretrained", "scratch", "pretrained:gpt", "pretrained:elmo", "scratch:lstm"),
+        strict=False,
+        min_length=1,
+    )
+    """Starting points: ``pretrained:FAMILY`` (that family's pretrain stage model; ``pretrained`` = ``pretrained:bert``), ``scratch:FAMILY`` (random init trained on the task alone: bert, gpt, elmo, or the baselines rnn, lstm, gru; ``scratch`` = ``scratch:bert``), a Hugging Face BERT or GPT-2 directory, or ``package:NAME``."""
     seeds: tuple[int, ...] = Field(default=(1, 2, 3), strict=False, min_length=1)
     """One run per seed; the report gives the median and the spread."""
     hparams: FinetuneHParams = FinetuneHParams()
     """Shared hyperparameters."""
+    gpt: GPTTuning = GPTTuning()
+    """GPT starting points."""
+    elmo: ELMoTuning = ELMoTuning()
+    """ELMo starting points."""
+    recurrent: RecurrentTuning = RecurrentTuning()
+    """The supervised recurrent baselines."""
     task_hparams: dict[str, TaskHParams] = Field(
         default={
             "squad": TaskHParams(max_length=192, doc_stride=64, epochs=2, max_eval_examples=300),
@@ -128,7 +173,7 @@ class FinetuneConfig(Section):
 
     @model_validator(mode="after")
     def _known_tasks(self) -> FinetuneConfig:
-        known = set(GLUE_TASKS) | set(SQUAD_TASKS) | set(self.user_tasks)
+        known = set(GLUE_TASKS) | set(SQUAD_TASKS) | set(TAGGING_TASKS) | set(self.user_tasks)
         for i, name in enumerate(self.tasks):
             if name not in known:
                 near = difflib.get_close_matches(name, sorted(known), n=1)
@@ -142,7 +187,7 @@ class FinetuneConfig(Section):
                 raise ValueError(
                     f"optional_tasks[{i}]: unknown task {name!r}; known: {', '.join(sorted(known))}"
                 )
-        clash = set(self.user_tasks) & (set(GLUE_TASKS) | set(SQUAD_TASKS))
+        clash = set(self.user_tasks) & (set(GLUE_TASKS) | set(SQUAD_TASKS) | set(TAGGING_TASKS))
         if clash:
             raise ValueError(f"user_tasks: {sorted(clash)} are built-in task names; rename them")
         return self

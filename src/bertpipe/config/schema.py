@@ -18,6 +18,11 @@ from pydantic import Field, field_validator, model_validator
 from bertpipe.config.finetune import FinetuneConfig
 from bertpipe.config.section import Section
 
+PRETRAINED_FAMILIES = ("bert", "gpt", "elmo")
+"""Families with a pretraining objective (``models/registry.py``; a test keeps the two in step)."""
+SCRATCH_FAMILIES = ("bert", "gpt", "elmo", "rnn", "lstm", "gru")
+"""Families a ``scratch:NAME`` init can build (the supervised baselines are rnn, lstm, gru)."""
+
 PRESETS = tuple(
     sorted(
         p.name.removesuffix(".yaml")
@@ -176,11 +181,9 @@ class PretrainDataConfig(Section):
 # ---------------------------------------------------------------------------- model
 
 
-class ModelConfig(Section):
-    """The encoder architecture, shared by pretraining and the from-scratch fine-tuning baseline."""
+class BertModelConfig(Section):
+    """BERT (Devlin et al., 2019; ``models/bert.py``): pretrained by ``pretrain@bert``, or from scratch (``scratch:bert``)."""
 
-    family: Literal["bert"] = "bert"
-    """Model family (``bertpipe/models/registry.py``): bert = Devlin et al. (2019)."""
     size: Literal["tiny", "mini", "small", "medium", "base", "large"] = "mini"
     """Published BERT sizes: tiny L2/H128, mini L4/H256, small L4/H512, medium L8/H512, base L12/H768, large L24/H1024."""
     hidden_dropout_prob: float = Field(default=0.1, ge=0.0, lt=1.0)
@@ -197,14 +200,101 @@ class ModelConfig(Section):
     """Start pretraining from a Hugging Face BERT directory (or package:NAME) instead of random weights."""
 
 
+class GPTModelConfig(Section):
+    """GPT (Radford et al., 2018; GPT-2's block, ``models/gpt.py``): a left-to-right Transformer LM."""
+
+    n_layer: int = Field(default=4, ge=1)
+    """Transformer blocks (4 = BERT-mini's depth)."""
+    n_embd: int = Field(default=256, ge=8)
+    """Width (256 = BERT-mini's)."""
+    n_head: int = Field(default=4, ge=1)
+    """Attention heads; must divide n_embd (transformers' GPT2 cannot hold other shapes)."""
+    n_positions: int = Field(default=512, ge=8)
+    """Longest sequence the position embeddings cover."""
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout on embeddings, attention probabilities and residual branches."""
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> GPTModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_head ({self.n_head}) must divide n_embd ({self.n_embd}): transformers' GPT2 "
+                "splits the width evenly across heads, so this shape cannot be exported"
+            )
+        return self
+
+
+class ELMoModelConfig(Section):
+    """ELMo (Peters et al., 2018; ``models/elmo.py``): a bidirectional LSTM language model."""
+
+    hidden_size: int = Field(default=256, ge=8)
+    """Token embedding size, and LSTM size per direction."""
+    num_layers: int = Field(default=2, ge=1)
+    """LSTM layers per direction (the paper: 2)."""
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout on the embeddings and between LSTM layers."""
+
+
+class RecurrentModelConfig(Section):
+    """The supervised baselines ``scratch:rnn|lstm|gru`` (``models/recurrent.py``), trained on the task alone."""
+
+    embedding_dim: int = Field(default=128, ge=8)
+    """Token embedding size (over the pipeline's WordPiece vocabulary)."""
+    hidden_size: int = Field(default=128, ge=8)
+    """Recurrent state size per direction."""
+    num_layers: int = Field(default=1, ge=1)
+    """Stacked recurrent layers."""
+    bidirectional: bool = True
+    """Read the sequence both ways and concatenate the states."""
+    pooling: Literal["attention", "mean", "max"] = "attention"
+    """Sequence tasks: additive (Bahdanau) attention pooling over the states, or mean / max."""
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Dropout on the embeddings, between layers and before the head."""
+
+
+class ModelConfig(Section):
+    """The architectures, one subsection per family (``models/registry.py``); each stage reads only its family's."""
+
+    bert: BertModelConfig = BertModelConfig()
+    """BERT."""
+    gpt: GPTModelConfig = GPTModelConfig()
+    """GPT."""
+    elmo: ELMoModelConfig = ELMoModelConfig()
+    """ELMo's biLM."""
+    recurrent: RecurrentModelConfig = RecurrentModelConfig()
+    """The recurrent baselines (rnn, lstm, gru)."""
+
+
 # ------------------------------------------------------------------------- pretrain
 
 
-class PretrainConfig(Section):
-    """Stage ``pretrain``: MLM + NSP training with Lightning."""
+class BudgetConfig(Section):
+    """The compute every pretrained family gets: tokens or FLOPs (one of them), and optionally seconds."""
 
-    max_steps: int = Field(default=1200, ge=1)
-    """Optimizer steps to train for (the budget)."""
+    tokens: int | None = Field(default=4_915_200, ge=1)
+    """Sequence positions trained on (batch x accumulation x devices x max_seq_length per step, padding included); null = use flops."""
+    flops: float | None = Field(default=None, gt=0.0)
+    """Estimated training FLOPs (each family's formula in its model file); null = use tokens."""
+    seconds: float | None = Field(default=None, gt=0.0)
+    """Also stop after this much training wall time (not reproducible: the step reached depends on the machine)."""
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> BudgetConfig:
+        if (self.tokens is None) == (self.flops is None):
+            raise ValueError(
+                "set exactly one of tokens and flops (the other null); "
+                f"got tokens={self.tokens}, flops={self.flops}"
+            )
+        return self
+
+
+class PretrainConfig(Section):
+    """Stage ``pretrain`` (one per family, DVC ``foreach``): BERT's MLM + NSP, GPT's and ELMo's language models."""
+
+    families: tuple[str, ...] = Field(default=("bert", "gpt", "elmo"), strict=False, min_length=1)
+    """Families pretrained, one ``pretrain@FAMILY`` stage each (``models/registry.py``: bert, gpt, elmo)."""
+    budget: BudgetConfig = BudgetConfig()
+    """Equal compute: the same budget for every family; each run stops at it and records what it used."""
     batch_size: int = Field(default=32, ge=1)
     """Sequences per device per forward pass."""
     accumulate_grad_batches: int = Field(default=1, ge=1)
@@ -220,11 +310,11 @@ class PretrainConfig(Section):
     adam_epsilon: float = Field(default=1e-6, gt=0.0)
     """Adam/LAMB epsilon."""
     warmup_steps: int = Field(default=120, ge=0)
-    """Linear warm-up steps, then linear decay to zero at max_steps."""
+    """Linear warm-up steps, then linear decay to zero at the budget's last step."""
     gradient_clip_val: float = Field(default=1.0, ge=0.0)
     """Clip the global gradient norm (0 = off)."""
     nsp_loss: bool = True
-    """Train the next-sentence head (needs pretrain_data.nsp)."""
+    """BERT: train the next-sentence head (needs pretrain_data.nsp)."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
     """auto: bf16-mixed where the device supports it, else 32-true."""
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "tpu", "mps"] = "auto"
@@ -259,7 +349,14 @@ class PretrainConfig(Section):
         ),
         strict=False,
     )
-    """Sentences with [MASK] whose top predictions are logged at each validation."""
+    """BERT: sentences with [MASK] whose top predictions are logged at each validation."""
+
+    @field_validator("families")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"families: {list(value)} lists a family twice")
+        return value
 
 
 class TrackingConfig(Section):
@@ -305,38 +402,84 @@ class Params(Section):
     def _across_sections(self) -> Params:
         """What no single section can check; every message names the keys involved."""
         problems = []
-        positions = self.model.max_position_embeddings
-        if self.pretrain_data.max_seq_length > positions:
-            problems.append(
-                f"pretrain_data.max_seq_length ({self.pretrain_data.max_seq_length}) exceeds "
-                f"model.max_position_embeddings ({positions}); lower the first or raise the second"
-            )
-        if self.tokenizer.model_max_length > positions:
-            problems.append(
-                f"tokenizer.model_max_length ({self.tokenizer.model_max_length}) exceeds "
-                f"model.max_position_embeddings ({positions}); transformers would feed the model "
-                "longer inputs than it has positions for"
-            )
-        if {"pretrained", "scratch"} & set(self.finetune.inits):
+        for i, family in enumerate(self.pretrain.families):
+            if family not in PRETRAINED_FAMILIES:
+                problems.append(
+                    f"pretrain.families[{i}]: {family!r} has no pretraining; pretrained families: "
+                    f"{', '.join(PRETRAINED_FAMILIES)} (rnn, lstm and gru are scratch:NAME inits)"
+                )
+        for i, init in enumerate(self.finetune.inits):
+            start, _, family = init.partition(":")
+            if start == "pretrained" and family and family not in self.pretrain.families:
+                problems.append(
+                    f"finetune.inits[{i}]: {init!r} names a family that is not pretrained; add "
+                    f"{family!r} to pretrain.families (now {list(self.pretrain.families)}) or drop the init"
+                )
+            if start == "scratch" and family and family not in SCRATCH_FAMILIES:
+                problems.append(
+                    f"finetune.inits[{i}]: {init!r}: unknown family {family!r}; scratch:NAME takes "
+                    f"{', '.join(SCRATCH_FAMILIES)}"
+                )
+        limits = {
+            "bert": ("model.bert.max_position_embeddings", self.model.bert.max_position_embeddings)
+        }
+        limits["gpt"] = ("model.gpt.n_positions", self.model.gpt.n_positions)
+        tuned = {
+            i.partition(":")[2] or "bert"
+            for i in self.finetune.inits
+            if i.partition(":")[0] in ("pretrained", "scratch")
+        }
+        for family in sorted((set(self.pretrain.families) | tuned) & set(limits)):
+            key, positions = limits[family]
+            if family in self.pretrain.families and self.pretrain_data.max_seq_length > positions:
+                problems.append(
+                    f"pretrain_data.max_seq_length ({self.pretrain_data.max_seq_length}) exceeds "
+                    f"{key} ({positions}); lower the first or raise the second"
+                )
+            if family == "bert" and self.tokenizer.model_max_length > positions:
+                problems.append(
+                    f"tokenizer.model_max_length ({self.tokenizer.model_max_length}) exceeds "
+                    f"{key} ({positions}); transformers would feed the model "
+                    "longer inputs than it has positions for"
+                )
+            if family not in tuned:
+                continue
             for task in self.finetune.tasks:
                 length = self.finetune.task_hparams_for(task).max_length
                 if length > positions:
-                    key = (
+                    hkey = (
                         f"finetune.task_hparams.{task}.max_length"
                         if self.finetune.task_hparams.get(task) is not None
                         and self.finetune.task_hparams[task].max_length is not None
                         else "finetune.hparams.max_length"
                     )
                     problems.append(
-                        f"{key} ({length}) for task {task} exceeds "
-                        f"model.max_position_embeddings ({positions})"
+                        f"{hkey} ({length}) for task {task} exceeds {key} ({positions})"
                     )
-        if self.model.init_from is not None and self.tokenizer.reuse_from != self.model.init_from:
+        bert = self.model.bert
+        if bert.init_from is not None and self.tokenizer.reuse_from != bert.init_from:
             problems.append(
-                f"model.init_from ({self.model.init_from}) needs its own vocabulary: set "
+                f"model.bert.init_from ({bert.init_from}) needs its own vocabulary: set "
                 f"tokenizer.reuse_from to the same checkpoint (now {self.tokenizer.reuse_from})"
             )
-        if self.pretrain.nsp_loss and not self.pretrain_data.nsp:
+        if self.pretrain.warmup_steps and self.pretrain.budget.tokens is not None:
+            per_step = (
+                self.pretrain.batch_size
+                * self.pretrain.accumulate_grad_batches
+                * self.pretrain_data.max_seq_length
+            )
+            steps = -(-self.pretrain.budget.tokens // per_step)
+            if self.pretrain.warmup_steps >= steps:
+                problems.append(
+                    f"pretrain.warmup_steps ({self.pretrain.warmup_steps}) is not below the "
+                    f"{steps} steps pretrain.budget.tokens ({self.pretrain.budget.tokens}) gives "
+                    f"at {per_step} tokens a step; lower it or raise the budget"
+                )
+        if (
+            "bert" in self.pretrain.families
+            and self.pretrain.nsp_loss
+            and not self.pretrain_data.nsp
+        ):
             problems.append(
                 "pretrain.nsp_loss is true but pretrain_data.nsp is false (no NSP labels); "
                 "set one of them"

@@ -43,7 +43,7 @@ class DatasetSpec:
     """One named dataset. ``mirror`` maps split -> glob relative to the mirror root."""
 
     name: str
-    kind: Literal["corpus", "glue", "squad"]
+    kind: Literal["corpus", "glue", "squad", "tagging"]
     description: str
     hub_id: str | None
     hub_config: str | None = None
@@ -51,7 +51,7 @@ class DatasetSpec:
     hub_splits: dict[str, str] = field(default_factory=dict)
     """Our split name -> the hub's split name (GLUE 'dev' is the hub's 'validation')."""
     mirror: dict[str, str] = field(default_factory=dict)
-    format: Literal["txt", "jsonl", "tsv", "json"] = "jsonl"
+    format: Literal["txt", "jsonl", "tsv", "json", "conll"] = "jsonl"
     text_field: str = "text"
     doc_separator: Literal["blank_line", "line", "file", "wikitext"] = "blank_line"
     note: str = ""
@@ -195,6 +195,28 @@ CATALOG: dict[str, DatasetSpec] = {
             },
             format="json",
             note="mirror has only a rebuilt dev split",
+        ),
+        DatasetSpec(
+            "ptb_pos",
+            "tagging",
+            "Penn Treebank WSJ sample (NLTK, wsj_0001-0199) with gold POS tags, 45 tags",
+            hub_id=None,
+            mirror={
+                "train": "tagging/ptb_pos_sample/train.conll",
+                "dev": "tagging/ptb_pos_sample/dev.conll",
+                "test": "tagging/ptb_pos_sample/test.conll",
+            },
+            format="conll",
+            note="split by file number (train 0001-0149, dev 0150-0174, test 0175-0199)",
+        ),
+        DatasetSpec(
+            "conll2000",
+            "tagging",
+            "CoNLL-2000 chunking (WSJ sections 15-18 train, 20 test), IOB2 chunk tags",
+            hub_id=None,
+            mirror={"train": "tagging/conll2000/train.txt", "test": "tagging/conll2000/test.txt"},
+            format="conll",
+            note="no dev split: the shared task reported on test",
         ),
     ]
 }

@@ -123,3 +123,18 @@ def reference_for(size: str, task: str) -> tuple[str, str, float, str] | None:
             metric, score = ref["scores"][task]
             return ref["name"], metric, score, ref["source"]
     return None
+
+
+COLLOBERT = (
+    "Collobert et al. (2011), Natural Language Processing (Almost) from Scratch, JMLR 12; the "
+    "seeds' table. WSJ POS accuracy and CoNLL-2000 chunking F1 of the supervised window network "
+    "against the same network started from language-model-pretrained embeddings (the chunking "
+    "pair as recorded in the data mirror's MANIFEST.md, not re-checked against the paper)"
+)
+SEEDS_TABLE: dict[str, dict[str, tuple[str, float]]] = {
+    # task -> row -> (metric, score)
+    "ptb_pos": {"supervised": ("token_acc", 96.37), "pretrained": ("token_acc", 97.20)},
+    "conll2000_chunk": {"supervised": ("entity_f1", 90.33), "pretrained": ("entity_f1", 93.65)},
+}
+"""Published points of the seeds' table where a bertpipe task matches (Collobert et al., 2011).
+Their CoNLL-2003 NER pair (81.47 vs 88.87 F1) has no task here: the mirror has no CoNLL-2003."""

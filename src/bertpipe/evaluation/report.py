@@ -1,8 +1,11 @@
-"""The evaluation report: what pretraining bought, task by task, against published BERT.
+"""The evaluation report: what each kind of pretraining bought, task by task, at the same compute.
 
 Owns ``build_report``: reads the fine-tuning summaries (one JSON per task), the
-pretraining metrics and curves, and writes ``report.md``, ``metrics.json`` and PNG
-plots (per-task scores as bars against the references; pretraining curves).
+pretraining metrics of every family and BERT's curves, and writes ``report.md``
+(the seeds' table: rows = starting points, columns = tasks, with each family's
+pretraining budget and the published points of Collobert et al. (2011); which rows
+the seeds separate; then the per-task table against published BERT), ``metrics.json``
+and PNG plots (score against pretraining compute; per-task bars; BERT's curves).
 Scores are dev-set medians over seeds with their min-max spread; the GLUE average
 is over the GLUE tasks that ran, each task's metrics averaged as GLUE does.
 """
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from bertpipe.atomic import atomic_dir, atomic_write_text, write_json
 from bertpipe.config import GLUE_TASKS
-from bertpipe.evaluation.references import reference_for
+from bertpipe.evaluation.references import COLLOBERT, SEEDS_TABLE, reference_for
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -94,6 +97,129 @@ def _plots(
     return made
 
 
+ROW_NAMES = {
+    "scratch_rnn": "supervised Elman RNN (+attention), task only",
+    "scratch_lstm": "supervised LSTM (+attention), task only",
+    "scratch_gru": "supervised GRU (+attention), task only",
+    "pretrained_elmo": "ELMo-style biLM + task model",
+    "pretrained_gpt": "GPT-style LM, fine-tuned",
+    "pretrained": "BERT, fine-tuned",
+    "scratch": "BERT from scratch, task only",
+}
+"""The seeds' table's rows, in its order (supervised first); other inits follow by label."""
+
+
+def _family_of(label: str) -> str | None:
+    """The pretrained family a row's numbers come from (None: trained on the task alone)."""
+    if label == "pretrained":
+        return "bert"
+    return label.removeprefix("pretrained_") if label.startswith("pretrained_") else None
+
+
+def _cell(m: dict | None) -> str:
+    return f"**{m['median']:.1f}** [{m['min']:.1f}-{m['max']:.1f}]" if m else "-"
+
+
+def _budget_cell(pre: dict | None) -> str:
+    if not pre:
+        return "none (task only)"
+    b = pre.get("budget", {})
+    return (
+        f"{pre['used/tokens'] / 1e6:.2f} M tokens, {pre['used/flops']:.2e} FLOPs, "
+        f"{pre['steps']} steps, {pre['used/seconds'] / 60:.1f} min"
+        + (f" (budget: {b['unit']} {b['given']:.3g})" if b else "")
+    )
+
+
+def _spread_notes(rows: list[dict], labels: list[str]) -> list[str]:
+    """Per task, which neighbours (by median) the seeds separate and which they do not."""
+    notes = []
+    for r in rows:
+        ranked = sorted(
+            (label for label in labels if r["scores"].get(label)),
+            key=lambda lb: r["scores"][lb]["median"],
+            reverse=True,
+        )
+        parts = []
+        for hi, lo in zip(ranked, ranked[1:], strict=False):
+            a, b = r["scores"][hi], r["scores"][lo]
+            if a["min"] <= b["max"]:
+                parts.append(f"{hi} ~ {lo} (seed ranges overlap: no ranking)")
+            else:
+                parts.append(f"{hi} > {lo} (ranges disjoint)")
+        if parts:
+            notes.append(f"- **{r['task']}** ({r['metric']}): " + "; ".join(parts))
+    return notes
+
+
+def _seeds_table(rows: list[dict], labels: list[str], pre: dict[str, dict]) -> list[str]:
+    order = [lb for lb in ROW_NAMES if lb in labels] + [lb for lb in labels if lb not in ROW_NAMES]
+    head = "| row | " + " | ".join(f"{r['task']} ({r['metric']})" for r in rows)
+    lines = [
+        head + " | pretraining used | pretraining tokens/s |",
+        "|---|" + "---|" * len(rows) + "---|---|",
+    ]
+    for label in order:
+        fam = _family_of(label)
+        p = pre.get(fam) if fam else None
+        rate = f"{p['train/tokens_per_s']:,.0f}" if p and "train/tokens_per_s" in p else "-"
+        lines.append(
+            f"| {ROW_NAMES.get(label, label)} (`{label}`) | "
+            + " | ".join(_cell(r["scores"].get(label)) for r in rows)
+            + f" | {_budget_cell(p)} | {rate} |"
+        )
+    for kind, name in (
+        ("supervised", "supervised window network"),
+        ("pretrained", "+ LM-pretrained embeddings"),
+    ):
+        cells = []
+        for r in rows:
+            ref = SEEDS_TABLE.get(r["task"], {}).get(kind)
+            cells.append(f"{ref[1]:.2f} ({ref[0]})" if ref else "")
+        if any(cells):
+            lines.append(
+                f"| published: Collobert et al. 2011, {name} [C] | " + " | ".join(cells) + " | | |"
+            )
+    return lines
+
+
+def _compute_plot(
+    rows: list[dict], labels: list[str], pre: dict[str, dict], out: Path
+) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        pts = []
+        for label in labels:
+            m = r["scores"].get(label)
+            fam = _family_of(label)
+            if m:
+                x = pre[fam]["used/flops"] if fam and fam in pre else 0.0
+                pts.append((x, m["median"], m["min"], m["max"], label))
+        if not pts:
+            continue
+        pts.sort()
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        err = [[p[1] - p[2] for p in pts], [p[3] - p[1] for p in pts]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, linestyle=":", label=r["task"])
+    for fam, p in pre.items():
+        ax.axvline(p["used/flops"], color="grey", alpha=0.3)
+        ax.annotate(fam, (p["used/flops"], ax.get_ylim()[1]), fontsize=8, ha="center", va="bottom")
+    ax.set_xlabel("pretraining compute, estimated FLOPs (0 = trained on the task alone)")
+    ax.set_ylabel("dev score, median [min-max] over seeds, %")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "score_vs_compute.png", dpi=100)
+    plt.close(fig)
+    return "score_vs_compute.png"
+
+
 def build_report(
     finetune_metrics: list[Path],
     pretrain_metrics: Path | None,
@@ -101,16 +227,23 @@ def build_report(
     model_size: str,
     out_dir: str | Path,
 ) -> dict:
-    """Write ``out_dir/{report.md, metrics.json, plots/*.png}``; return the metrics dict."""
+    """Write ``out_dir/{report.md, metrics.json, plots/*.png}``; return the metrics dict.
+
+    ``pretrain_metrics`` and ``curves_dir`` hold one entry per pretrained family
+    (``<family>.json``, ``<family>/``)."""
     summaries = [json.loads(Path(p).read_text()) for p in sorted(finetune_metrics)]
     ran = [s for s in summaries if "skipped" not in s]
     skipped = [s for s in summaries if "skipped" in s]
     labels = list(dict.fromkeys(label for s in ran for label in s["results"]))
-    pre = (
-        json.loads(pretrain_metrics.read_text())
-        if pretrain_metrics and pretrain_metrics.exists()
-        else {}
-    )
+    families = {
+        p.stem: json.loads(p.read_text())
+        for p in (
+            sorted(pretrain_metrics.glob("*.json"))
+            if pretrain_metrics and pretrain_metrics.is_dir()
+            else []
+        )
+    }
+    pre = families.get("bert", {})
 
     rows: list[dict] = []
     sources: dict[str, int] = {}
@@ -150,7 +283,10 @@ def build_report(
             glue_avg[label] = {"score": statistics.mean(vals), "tasks": len(vals)}
 
     metrics = {
-        "pretrain": {k: v for k, v in pre.items() if isinstance(v, (int, float))},
+        "pretrain": {
+            fam: {k: v for k, v in p.items() if isinstance(v, (int, float))}
+            for fam, p in families.items()
+        },
         "tasks": {
             r["task"]: {label: r["scores"][label]["median"] for label in r["scores"]} for r in rows
         },
@@ -158,7 +294,43 @@ def build_report(
         "skipped": {s["task"]: s["skipped"] for s in skipped},
     }
 
+    seeds = sorted({len(s["seeds"]) for s in ran}) or [0]
     lines = ["# bertpipe evaluation report", ""]
+    if rows:
+        lines += [
+            "## What each kind of pretraining bought, at the same compute",
+            "",
+            "The seeds' table (Collobert et al., 2011) on this run's corpus and tasks. Each cell: "
+            f"the dev-set score in percent, median over {'/'.join(map(str, seeds))} seeds "
+            "[min-max]; rows that pretrained used the budget in their last columns (the same "
+            "`pretrain.budget` for every family), rows marked task only never saw the corpus.",
+            "",
+            *_seeds_table(rows, labels, families),
+            "",
+            "Where the seeds separate the rows (neighbours by median; overlapping ranges are not "
+            "ranked):",
+            "",
+            *_spread_notes(rows, labels),
+            "",
+            "![score against compute](plots/score_vs_compute.png)",
+            "",
+        ]
+    for fam, p in families.items():
+        if fam == "bert":
+            continue
+        accs = {
+            k: v
+            for k, v in p.items()
+            if k.startswith("val/") and k.endswith("_acc") and "baseline" not in k
+        }
+        lines += [
+            f"Pretraining `{fam}`: {p.get('n_parameters', 0):,} parameters; "
+            + ", ".join(f"held-out {k[4:]} **{100 * v:.1f}%**" for k, v in accs.items())
+            + f", perplexity {p.get('val/perplexity', float('nan')):.0f} against "
+            f"{100 * p.get('val/unigram_baseline_acc', float('nan')):.1f}% for always predicting "
+            f"the most frequent token; {_budget_cell(p)}.",
+            "",
+        ]
     if pre:
         lines += [
             "## Pretraining",
@@ -173,7 +345,6 @@ def build_report(
         for sentence, top in (pre.get("fill_mask") or {}).items():
             lines.append(f"- `{sentence}` -> {', '.join(top)}")
         lines.append("")
-    seeds = sorted({len(s["seeds"]) for s in ran}) or [0]
     lines += [
         "## Fine-tuning",
         "",
@@ -218,17 +389,19 @@ def build_report(
         "![pretraining](plots/pretrain_curves.png)",
         "",
     ]
-    if sources:
-        lines += ["## Sources", ""] + [f"[{n}] {src}" for src, n in sources.items()] + [""]
+    if sources or rows:
+        lines += ["## Sources", ""] + [f"[{n}] {src}" for src, n in sources.items()]
+        lines += [f"[C] {COLLOBERT}", ""]
 
     curves = (
-        {name: _read_csv(curves_dir / f"{name}.csv") for name in ("train", "val")}
+        {name: _read_csv(curves_dir / "bert" / f"{name}.csv") for name in ("train", "val")}
         if curves_dir
         else {}
     )
     out_dir = Path(out_dir)
     with atomic_dir(out_dir / "plots") as tmp:
         _plots(rows, labels, curves, tmp)
+        _compute_plot(rows, labels, families, tmp)
     write_json(out_dir / "metrics.json", metrics)
     atomic_write_text(out_dir / "report.md", "\n".join(lines))
     return metrics

@@ -107,3 +107,52 @@ def verify_checksum(folder: Path) -> str | None:
             "it (`dvc checkout` for a pipeline output) or export the model again"
         )
     return actual
+
+
+def put_state(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    origin: str,
+    strict: bool,
+    prefixes: tuple[str, ...] = (),
+    tied: frozenset[str] = frozenset(),
+) -> dict[str, list[str]]:
+    """Load ``state`` into ``model`` by name; returns the missing/unexpected keys.
+
+    A key not in the model is tried with each of ``prefixes`` added or removed (a
+    pretraining checkpoint into a task network and back). Shapes must agree; keys
+    the checkpoint lacks stay as initialised (a new task head) and are logged, or,
+    with ``strict``, are an error.
+    """
+    import logging
+
+    log = logging.getLogger("bertpipe.models")
+    own = model.state_dict()
+    renamed: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key not in own:
+            for p in prefixes:
+                if p + key in own:
+                    key = p + key
+                    break
+                if key.startswith(p) and key[len(p) :] in own:
+                    key = key[len(p) :]
+                    break
+        renamed[key] = value
+    for key, value in renamed.items():
+        if key in own and own[key].shape != value.shape:
+            raise CheckpointError(
+                f"{origin}: {key} has shape {tuple(value.shape)} in the checkpoint but "
+                f"{tuple(own[key].shape)} in the model built from its config.json; the weights "
+                "do not belong to this config"
+            )
+    missing = sorted(k for k in own if k not in renamed and k not in tied)
+    unexpected = sorted(k for k in renamed if k not in own)
+    if strict and missing:
+        raise CheckpointError(f"{origin}: missing weights {missing}")
+    model.load_state_dict({k: v for k, v in renamed.items() if k in own}, strict=False)
+    if missing:
+        log.warning("%s: weights not in the checkpoint, freshly initialised: %s", origin, missing)
+    if unexpected:
+        log.warning("%s: checkpoint weights this model does not use: %s", origin, unexpected)
+    return {"missing_keys": missing, "unexpected_keys": unexpected}

@@ -1,8 +1,8 @@
-"""Model families: what ``model.family`` in params.yaml names, and everything the pipeline needs of one.
+"""Model families: what ``pretrain.families`` and ``finetune.inits`` name, and everything the pipeline needs of one.
 
 A family is a network file (``models/<family>.py``) and its checkpoint format,
-described here by one ``ModelFamily`` entry: how the ``model`` section becomes the
-network's config, the pretraining network, one network per task head
+described here by one ``ModelFamily`` entry: how its subsection of ``model``
+becomes the network's config, the pretraining network and objective, one network per task head
 (``sequence``: a label or score per example; ``token``: a label per token;
 ``span``: start/end logits), loading and saving Hugging Face directories, and the
 training FLOPs per token. Training, fine-tuning and the tasks ask the registry;
@@ -16,9 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertpipe.config import ModelConfig
+from bertpipe.config import (
+    BertModelConfig,
+    ELMoModelConfig,
+    FinetuneConfig,
+    GPTModelConfig,
+    ModelConfig,
+    RecurrentModelConfig,
+)
 from bertpipe.errors import InputError
-from bertpipe.models import bert, bert_checkpoint
+from bertpipe.models import (
+    bert,
+    bert_checkpoint,
+    elmo,
+    gpt,
+    gpt_checkpoint,
+    native_checkpoint,
+    recurrent,
+)
 from bertpipe.models.hf_format import CheckpointError, read_config
 
 
@@ -30,18 +45,38 @@ class ModelFamily:
     name: str
     model_type: str
     """``model_type`` in a Hugging Face ``config.json`` of this family."""
-    config: Callable[[ModelConfig, int, int], Any]
-    """(the ``model`` section, vocabulary size, [PAD] id) -> the network's config."""
-    pretraining: type[Any]
-    """The network the ``pretrain`` stage trains."""
+    section: str
+    """The subsection of ``model`` in params.yaml holding its architecture."""
+    config: Callable[[Any, int, int], Any]
+    """(its ``model`` subsection, vocabulary size, [PAD] id) -> the network's config."""
+    pretraining: type[Any] | None
+    """The network ``pretrain@FAMILY`` trains; None for the supervised-only baselines."""
+    objective: str | None
+    """Its pretraining objective (``training/objectives.py``): masked_lm, next_token, bidirectional_lm."""
     heads: dict[str, type[Any]]
     """Task head (``sequence``, ``token``, ``span``) -> the network fine-tuning trains."""
     load: Callable[..., Any]
     """(network class, checkpoint directory, strict=False, **config overrides) -> network."""
     save: Callable[[Any, str | Path], Path]
-    """(network, directory) -> the directory, in the Hugging Face format."""
-    flops_per_token: Callable[..., float]
-    """Training FLOPs per token (forward + backward) for the network's config."""
+    """(network, directory) -> the directory, in the family's checkpoint format."""
+    flops_per_token: Callable[[Any, int, float], float]
+    """(network config, sequence length, fraction of positions projected onto the vocabulary)
+    -> training FLOPs per token (forward + backward)."""
+    tuning_section: str | None = None
+    """The subsection of ``finetune`` with its fine-tuning settings (``learning_rate``, and
+    config overrides of its task networks: GPT's auxiliary LM weight, ELMo's task model)."""
+
+    def tuning(self, cfg: FinetuneConfig | None) -> dict:
+        """Config overrides its task networks take from the ``finetune`` section."""
+        if cfg is None or self.tuning_section is None:
+            return {}
+        return getattr(cfg, self.tuning_section).model_dump(exclude={"learning_rate"})
+
+    def learning_rate(self, cfg: FinetuneConfig | None) -> float | None:
+        """Its fine-tuning learning rate; None = the task's ``hparams.learning_rate``."""
+        if cfg is None or self.tuning_section is None:
+            return None
+        return getattr(cfg, self.tuning_section).learning_rate
 
     def head(self, name: str) -> type[Any]:
         if name not in self.heads:
@@ -52,16 +87,78 @@ class ModelFamily:
         return self.heads[name]
 
 
-def _bert_config(model_cfg: ModelConfig, vocab_size: int, pad_id: int) -> bert.BertConfig:
+def _bert_config(c: BertModelConfig, vocab_size: int, pad_id: int) -> bert.BertConfig:
     return bert.BertConfig.from_size(
-        model_cfg.size,
+        c.size,
         vocab_size,
-        hidden_dropout_prob=model_cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=model_cfg.attention_probs_dropout_prob,
-        max_position_embeddings=model_cfg.max_position_embeddings,
+        hidden_dropout_prob=c.hidden_dropout_prob,
+        attention_probs_dropout_prob=c.attention_probs_dropout_prob,
+        max_position_embeddings=c.max_position_embeddings,
         pad_token_id=pad_id,
-        position_init=model_cfg.position_init,
-        position_init_std=model_cfg.position_init_std,
+        position_init=c.position_init,
+        position_init_std=c.position_init_std,
+    )
+
+
+def _gpt_config(c: GPTModelConfig, vocab_size: int, pad_id: int) -> gpt.GPTConfig:
+    return gpt.GPTConfig(
+        vocab_size=vocab_size,
+        n_positions=c.n_positions,
+        n_embd=c.n_embd,
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        resid_pdrop=c.dropout,
+        embd_pdrop=c.dropout,
+        attn_pdrop=c.dropout,
+        pad_token_id=pad_id,
+    )
+
+
+def _elmo_config(c: ELMoModelConfig, vocab_size: int, pad_id: int) -> elmo.ELMoConfig:
+    return elmo.ELMoConfig(
+        vocab_size=vocab_size,
+        hidden_size=c.hidden_size,
+        num_layers=c.num_layers,
+        dropout=c.dropout,
+        pad_token_id=pad_id,
+    )
+
+
+def _recurrent_config(cell: str) -> Callable[[RecurrentModelConfig, int, int], Any]:
+    def build(c: RecurrentModelConfig, vocab_size: int, pad_id: int) -> recurrent.RecurrentConfig:
+        return recurrent.RecurrentConfig(
+            vocab_size=vocab_size,
+            cell=cell,
+            embedding_dim=c.embedding_dim,
+            hidden_size=c.hidden_size,
+            num_layers=c.num_layers,
+            bidirectional=c.bidirectional,
+            pooling=c.pooling,
+            attention_dim=c.hidden_size,
+            dropout=c.dropout,
+            pad_token_id=pad_id,
+        )
+
+    return build
+
+
+def _recurrent(cell: str) -> ModelFamily:
+    return ModelFamily(
+        cell,
+        "bertpipe-recurrent",
+        "recurrent",
+        _recurrent_config(cell),
+        None,
+        None,
+        {
+            "sequence": recurrent.RecurrentForSequenceClassification,
+            "token": recurrent.RecurrentForTokenClassification,
+            "span": recurrent.RecurrentForQuestionAnswering,
+        },
+        native_checkpoint.loader(recurrent.RecurrentConfig),
+        native_checkpoint.save,
+        recurrent.flops_per_token,
+        "recurrent",
     )
 
 
@@ -71,8 +168,10 @@ FAMILIES: dict[str, ModelFamily] = {
         ModelFamily(
             "bert",
             "bert",
+            "bert",
             _bert_config,
             bert.BertForPreTraining,
+            "masked_lm",
             {
                 "sequence": bert.BertForSequenceClassification,
                 "token": bert.BertForTokenClassification,
@@ -82,27 +181,70 @@ FAMILIES: dict[str, ModelFamily] = {
             bert_checkpoint.save,
             bert.flops_per_token,
         ),
+        ModelFamily(
+            "gpt",
+            "gpt2",
+            "gpt",
+            _gpt_config,
+            gpt.GPTLMHeadModel,
+            "next_token",
+            {
+                "sequence": gpt.GPTForSequenceClassification,
+                "token": gpt.GPTForTokenClassification,
+                "span": gpt.GPTForQuestionAnswering,
+            },
+            gpt_checkpoint.load,
+            gpt_checkpoint.save,
+            gpt.flops_per_token,
+            "gpt",
+        ),
+        ModelFamily(
+            "elmo",
+            "bertpipe-elmo",
+            "elmo",
+            _elmo_config,
+            elmo.ELMoForPreTraining,
+            "bidirectional_lm",
+            {
+                "sequence": elmo.ELMoForSequenceClassification,
+                "token": elmo.ELMoForTokenClassification,
+                "span": elmo.ELMoForQuestionAnswering,
+            },
+            native_checkpoint.loader(elmo.ELMoConfig),
+            native_checkpoint.save,
+            elmo.flops_per_token,
+            "elmo",
+        ),
+        _recurrent("rnn"),
+        _recurrent("lstm"),
+        _recurrent("gru"),
     ]
 }
 
 
-def get_family(name: str) -> ModelFamily:
+def get_family(name: str, key: str = "family") -> ModelFamily:
     try:
         return FAMILIES[name]
     except KeyError:
         raise InputError(
-            f"model.family: unknown family {name!r}; choose one of {', '.join(FAMILIES)}"
+            f"{key}: unknown model family {name!r}; choose one of {', '.join(FAMILIES)}"
         ) from None
 
 
+def family_config(family: ModelFamily, model_cfg: ModelConfig, vocab_size: int, pad_id: int) -> Any:
+    """The network config of ``family`` from its subsection of the ``model`` section."""
+    return family.config(getattr(model_cfg, family.section), vocab_size, pad_id)
+
+
 def checkpoint_family(folder: str | Path) -> ModelFamily:
-    """The family of a Hugging Face checkpoint directory, from its ``config.json``."""
+    """The family of a checkpoint directory, from its ``config.json``."""
     config, path = read_config(folder)
     model_type = config.get("model_type", "bert")
+    cell = config.get("cell")
     for family in FAMILIES.values():
-        if family.model_type == model_type:
+        if family.model_type == model_type and (cell is None or family.name == cell):
             return family
-    known = ", ".join(f"{f.model_type!r}" for f in FAMILIES.values())
+    known = ", ".join(sorted({f"{f.model_type!r}" for f in FAMILIES.values()}))
     raise CheckpointError(
         f"{path}: model_type {model_type!r} is not supported; checkpoints of "
         f"model_type {known} load here"

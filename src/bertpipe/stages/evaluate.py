@@ -18,8 +18,8 @@ def main() -> None:
     args = parse_args(
         __doc__,
         ("finetune", "folder of the finetune stages' metrics JSON (one per task)"),
-        ("pretrain_metrics", "pretrain stage metrics JSON"),
-        ("curves", "pretrain stage curves folder"),
+        ("pretrain_metrics", "folder of the pretrain stages' metrics JSON (one per family)"),
+        ("curves", "folder of the pretrain stages' curves (one folder per family)"),
         ("pretrained", "pretrain stage output (identifies the MLflow pipeline run)"),
         ("out", "report folder (report.md, metrics.json, plots/)"),
     )
@@ -32,7 +32,7 @@ def main() -> None:
             f"evaluate: no fine-tuning results {missing}; run the finetune stages first (dvc repro)"
         )
     metrics = build_report(
-        files, Path(args.pretrain_metrics), Path(args.curves), params.model.size, args.out
+        files, Path(args.pretrain_metrics), Path(args.curves), params.model.bert.size, args.out
     )
     parent = tracking.pipeline_run(params.tracking.experiment, args.pretrained)
     tracking.log_to_run(

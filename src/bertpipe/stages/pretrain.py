@@ -1,4 +1,4 @@
-"""Stage ``pretrain``: pretrain_data + tokenizer -> HF-format model, metrics, curves, MLflow run."""
+"""Stage ``pretrain@FAMILY`` (DVC ``foreach``): pretrain_data + tokenizer -> model, metrics, curves, MLflow run."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ log = logging.getLogger("bertpipe.stages.pretrain")
 def main() -> None:
     args = parse_args(
         __doc__,
+        ("family", "model family (pretrain.families)"),
         ("data", "pretrain_data output folder"),
         ("tokenizer", "tokenizer folder"),
         ("out", "output folder for the Hugging Face-format model"),
@@ -26,6 +27,7 @@ def main() -> None:
     params = load_params(args.params)
     tracking.require_reachable()  # before anything is written
     m = run_pretraining(
+        args.family,
         params.model,
         params.pretrain,
         params.tracking,
@@ -37,11 +39,14 @@ def main() -> None:
         args.plots,
     )
     log.info(
-        "pretrain: %d steps, val MLM acc %.4f (unigram baseline %.4f), NSP acc %s",
+        "pretrain %s: %d steps, %.3g tokens, %.3g FLOPs, %.0f s; %s (unigram baseline %.4f)",
+        args.family,
         m["steps"],
-        m.get("val/mlm_acc", float("nan")),
+        m["used/tokens"],
+        m["used/flops"],
+        m["used/seconds"],
+        {k: round(v, 4) for k, v in m.items() if k.startswith("val/") and k.endswith("acc")},
         m["val/unigram_baseline_acc"],
-        m.get("val/nsp_acc"),
     )
 
 

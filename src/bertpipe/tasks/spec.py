@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from bertpipe.config import GLUE_TASKS, SQUAD_TASKS, FinetuneConfig
+from bertpipe.config import GLUE_TASKS, SQUAD_TASKS, TAGGING_TASKS, FinetuneConfig, UserTaskConfig
+from bertpipe.data.catalog import DatasetUnavailable
 from bertpipe.errors import UserError
 from bertpipe.tasks.kinds import KINDS, USER_KINDS, TaskKind
 
@@ -109,10 +110,9 @@ def _squad(name: str, cfg: FinetuneConfig) -> TaskSpec:
     )
 
 
-def _user(name: str, cfg: FinetuneConfig) -> TaskSpec:
+def _user(name: str, ucfg: UserTaskConfig, origin: str | None = None) -> TaskSpec:
     from bertpipe.tasks import user
 
-    ucfg = cfg.user_tasks[name]
     kind = USER_KINDS[ucfg.kind]
     labels = ucfg.labels if ucfg.labels is not None else user.infer_labels(name, ucfg, kind)
     metrics = kind.user_metrics(ucfg, labels)
@@ -120,7 +120,22 @@ def _user(name: str, cfg: FinetuneConfig) -> TaskSpec:
     def load(split: str):
         return user.load_split(name, ucfg, split, labels, kind)
 
-    return TaskSpec(name, kind, labels, metrics, load, origin=f"user task ({ucfg.train})")
+    return TaskSpec(name, kind, labels, metrics, load, origin=origin or f"user task ({ucfg.train})")
+
+
+def _tagging(name: str) -> TaskSpec:
+    from bertpipe.tasks import tagging
+
+    try:
+        ucfg = tagging.task_config(name)
+    except DatasetUnavailable as e:
+        reason = str(e)
+
+        def unavailable(split: str):
+            raise DatasetUnavailable(reason)
+
+        return TaskSpec(name, USER_KINDS["token_classification"], None, ("token_acc",), unavailable)
+    return _user(name, ucfg, tagging.TAGGING[name].origin)
 
 
 def resolve_task(name: str, cfg: FinetuneConfig) -> TaskSpec:
@@ -129,13 +144,15 @@ def resolve_task(name: str, cfg: FinetuneConfig) -> TaskSpec:
     Its loader reads each split once per process (every init and seed reuse it).
     """
     if name in cfg.user_tasks:
-        spec = _user(name, cfg)
+        spec = _user(name, cfg.user_tasks[name])
+    elif name in TAGGING_TASKS:
+        spec = _tagging(name)
     elif name in GLUE_TASKS:
         spec = _glue(name)
     elif name in SQUAD_TASKS:
         spec = _squad(name, cfg)
     else:
-        known = ", ".join([*GLUE_TASKS, *SQUAD_TASKS, *cfg.user_tasks])
+        known = ", ".join([*GLUE_TASKS, *SQUAD_TASKS, *TAGGING_TASKS, *cfg.user_tasks])
         raise UnknownTaskError(
             f"unknown task {name!r}; known: {known}; define your own under "
             "finetune.user_tasks in params.yaml"

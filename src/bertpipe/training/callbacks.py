@@ -108,6 +108,29 @@ class TokensPerSecond(L.Callback):
         pl_module.log("train/eta_min", eta, prog_bar=True, batch_size=1, rank_zero_only=True)
 
 
+class WallClockBudget(L.Callback):
+    """Stops training once its wall time (summed over resumes) reaches ``seconds``."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds, self.used = seconds, 0.0
+        self._start: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._start is not None:
+            self.used += time.perf_counter() - self._start
+        if self.seconds is not None and self.used >= self.seconds:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {"used": self.used}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.used = state.get("used", 0.0)
+
+
 class CurveRecorder(L.Callback):
     """Keeps (step, metric) history for the DVC plots; saved in and restored from checkpoints."""
 
@@ -122,8 +145,8 @@ class CurveRecorder(L.Callback):
             return
         m = trainer.callback_metrics
         row = {"step": step}
-        for key in ("train/loss", "train/mlm_loss", "train/nsp_loss", "train/tokens_per_s"):
-            if key in m:
+        for key in sorted(m):
+            if key.startswith("train/") and key.endswith(("loss", "tokens_per_s")):
                 row[key.split("/", 1)[1]] = round(float(m[key]), 6)
         self.train.append(row)
 
@@ -132,8 +155,8 @@ class CurveRecorder(L.Callback):
             return
         m = trainer.callback_metrics
         row = {"step": trainer.global_step}
-        for key in ("val/mlm_loss", "val/mlm_acc", "val/nsp_acc", "val/perplexity"):
-            if key in m:
+        for key in sorted(m):
+            if key.startswith("val/") and key != "val/loss" and not key.endswith("nsp_loss"):
                 row[key.split("/", 1)[1]] = round(float(m[key]), 6)
         self.val = [r for r in self.val if r["step"] != row["step"]] + [row]
 

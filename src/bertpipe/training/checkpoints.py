@@ -19,13 +19,15 @@ from pathlib import Path
 import torch
 
 from bertpipe.atomic import write_json
-from bertpipe.config import ModelConfig, PretrainConfig
+from bertpipe.config import PretrainConfig
+from bertpipe.config.section import Section
 
 log = logging.getLogger("bertpipe.training.pretraining")
 
 
-def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, meta: dict) -> str:
-    """What a checkpoint's weights depend on: the model and pretrain sections, tokenizer and data."""
+def fingerprint(family: str, model_cfg: Section, cfg: PretrainConfig, meta: dict) -> str:
+    """What a checkpoint's weights depend on: the family, its model subsection, the pretrain
+    section, tokenizer and data."""
     # Settings that do not change the weights (workers, logging cadence) are left out. The
     # schedule (max_steps, warm-up) is in: the learning rate at every step depends on it, so a
     # checkpoint made for 40 steps is not the start of a 60-step run, nor a 30-step model.
@@ -41,6 +43,7 @@ def fingerprint(model_cfg: ModelConfig, cfg: PretrainConfig, meta: dict) -> str:
     )
     blob = json.dumps(
         {
+            "family": family,
             "model": model_cfg.model_dump(mode="json"),
             "pretrain": run,
             "tokenizer": meta["tokenizer_sha256"],

@@ -32,6 +32,7 @@ from bertpipe.config import FinetuneConfig, FinetuneHParams, ModelConfig, Tracki
 from bertpipe.data.catalog import DatasetUnavailable
 from bertpipe.data.tokenizer import copy_tokenizer_files
 from bertpipe.errors import InputError
+from bertpipe.models.registry import checkpoint_family, get_family
 from bertpipe.tasks.spec import TaskSpec, resolve_task
 from bertpipe.training.console import quiet_known_noise
 from bertpipe.training.finetuning_data import TaskDataModule
@@ -42,6 +43,7 @@ from bertpipe.training.starting_points import (
     build_task_model,
     checkpoint_dir,
     init_label,
+    scratch_family,
     starting_point,
 )
 from bertpipe.training.step_axis import scores
@@ -59,6 +61,7 @@ def finetune_once(
     pretrained_dir: str | Path | None = None,
     tokenizer_dir: str | Path = "models/tokenizer",
     model_cfg: ModelConfig | None = None,
+    finetune_cfg: FinetuneConfig | None = None,
     precision: str = "auto",
     accelerator: str = "auto",
     logger=None,
@@ -66,7 +69,8 @@ def finetune_once(
 ) -> dict:
     """Train one (task, init, seed); return the best epoch's dev metrics and predictions.
 
-    ``model_cfg`` (the ``model`` section) is the architecture of the ``scratch`` init.
+    ``model_cfg`` (the ``model`` section) holds the architectures of the ``scratch:FAMILY``
+    inits; ``finetune_cfg`` the families' fine-tuning settings (``finetune.gpt``, ``finetune.elmo``).
     """
     work_dir = Path(work_dir)
     quiet_known_noise()
@@ -74,17 +78,18 @@ def finetune_once(
     checkpoint, tok, tok_dir = starting_point(init, pretrained_dir, tokenizer_dir)
     dm = TaskDataModule(spec, tok, hp, seed)
     dm.setup()
-    model, family = build_task_model(spec, checkpoint, model_cfg, tok)
+    model, family = build_task_model(spec, init, checkpoint, model_cfg, tok, finetune_cfg)
     if model.config.vocab_size < tok.get_vocab_size():
         raise InputError(
             f"{checkpoint}: model vocabulary {model.config.vocab_size} < tokenizer's "
             f"{tok.get_vocab_size()}; the tokenizer does not belong to this checkpoint"
         )
     steps = math.ceil(len(dm.train.rows) / hp.batch_size) * hp.epochs
+    learning_rate = family.learning_rate(finetune_cfg) or hp.learning_rate
     module = FinetuningModule(
         model,
         spec.kind.evaluator(spec, dm.dev, hp),
-        learning_rate=hp.learning_rate,
+        learning_rate=learning_rate,
         weight_decay=hp.weight_decay,
         warmup_steps=int(hp.warmup_fraction * steps),
         max_steps=steps,
@@ -155,6 +160,7 @@ def finetune_once(
         "seed": seed,
         "metrics": metrics,
         "steps": steps,
+        "learning_rate": learning_rate,
         "train_examples": len(dm.train.rows),
         "dev_examples": dm.dev.examples,
         "skipped_rows": dm.skipped,
@@ -235,12 +241,16 @@ def run_task(
     ]
     for init in cfg.inits:
         label = init_label(init)
-        scratch_arch = model_cfg.model_dump(mode="json") if init == "scratch" else None
+        name, folder = scratch_family(init), checkpoint_dir(init, pretrained_dir)
+        family = checkpoint_family(folder) if folder is not None else get_family(name or "bert")
+        scratch_arch = getattr(model_cfg, family.section).model_dump(mode="json") if name else None
         blob = [
             *shared,
             init,
             scratch_arch,
-            directory_identity(checkpoint_dir(init, pretrained_dir)),
+            family.tuning(cfg),
+            family.learning_rate(cfg),
+            directory_identity(folder),
         ]
         fp = hashlib.sha256(json.dumps(blob).encode()).hexdigest()[:16]
         runs = []
@@ -271,7 +281,14 @@ def run_task(
                 run_dir.mkdir(parents=True, exist_ok=True)
                 run_id_file.write_text(logger.run_id + "\n")
                 logger.log_hyperparams(
-                    {"task": task, "init": init, "seed": seed, **hp.model_dump(mode="json")}
+                    {
+                        "task": task,
+                        "init": init,
+                        "seed": seed,
+                        **hp.model_dump(mode="json"),
+                        # the family's own rate, where finetune.<family>.learning_rate sets one
+                        "learning_rate": family.learning_rate(cfg) or hp.learning_rate,
+                    }
                 )
                 result = finetune_once(
                     spec,
@@ -282,6 +299,7 @@ def run_task(
                     pretrained_dir=pretrained_dir,
                     tokenizer_dir=tokenizer_dir,
                     model_cfg=model_cfg,
+                    finetune_cfg=cfg,
                     precision=cfg.precision,
                     accelerator=cfg.accelerator,
                     logger=logger,
@@ -318,6 +336,7 @@ def run_task(
                         "seed",
                         "metrics",
                         "steps",
+                        "learning_rate",
                         "train_examples",
                         "dev_examples",
                         "skipped_rows",

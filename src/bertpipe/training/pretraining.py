@@ -1,10 +1,13 @@
-"""Pretraining run: model + data + Lightning Trainer + MLflow, resumable, exported in HF format.
+"""Pretraining run: one family's network + objective + data + Lightning Trainer + MLflow, resumable.
 
-Owns the ``pretrain`` stage's behaviour: checks that data, tokenizer and model
-agree; resumes automatically from the newest checkpoint of the same
-configuration and code (``training/checkpoints.py``) and continues the same
-MLflow run; exports the final model as a Hugging Face directory with its
-tokenizer; writes metrics and curves for DVC.
+Owns the ``pretrain@FAMILY`` stage's behaviour: checks that data, tokenizer and model
+agree; turns ``pretrain.budget`` into the optimizer steps this family gets (the
+same tokens for every family, or the same estimated FLOPs by each family's
+formula) and records what it used (steps, tokens, FLOPs, seconds); resumes
+automatically from the newest checkpoint of the same configuration and code
+(``training/checkpoints.py``) and continues the same MLflow run; exports the
+final model in its family's checkpoint format with the tokenizer; writes metrics
+and curves for DVC.
 """
 
 from __future__ import annotations
@@ -25,15 +28,17 @@ from bertpipe.config import ModelConfig, PretrainConfig, TrackingConfig
 from bertpipe.data.tokenizer import copy_tokenizer_files, load_tokenizer, resolve_dir
 from bertpipe.errors import InputError
 from bertpipe.models.hf_format import CHECKSUM, CheckpointError
-from bertpipe.models.registry import ModelFamily, get_family
+from bertpipe.models.registry import ModelFamily, family_config, get_family
 from bertpipe.training.callbacks import (
     CheckpointAfterValidation,
     CurveRecorder,
     FillMaskExamples,
     TokensPerSecond,
+    WallClockBudget,
 )
 from bertpipe.training.checkpoints import fingerprint, latest_checkpoint, prepare_checkpoint_dir
 from bertpipe.training.console import quiet_known_noise
+from bertpipe.training.objectives import OBJECTIVES
 from bertpipe.training.precision import resolve_precision
 from bertpipe.training.pretraining_data import PretrainDataModule
 from bertpipe.training.pretraining_module import PretrainingModule
@@ -47,20 +52,44 @@ PRETRAINING_CODE = "bertpipe.stages.pretrain"
 
 
 def build_model(
-    model_cfg: ModelConfig, vocab_size: int, pad_id: int
-) -> tuple[torch.nn.Module, ModelFamily]:
-    """The family's pretraining network: from ``model.init_from``, or freshly initialised."""
-    family = get_family(model_cfg.family)
-    if model_cfg.init_from:
-        folder = resolve_dir(model_cfg.init_from)
+    family: ModelFamily, model_cfg: ModelConfig, vocab_size: int, pad_id: int
+) -> torch.nn.Module:
+    """The family's pretraining network: from ``model.bert.init_from``, or freshly initialised."""
+    if family.pretraining is None:
+        raise InputError(
+            f"pretrain.families: {family.name!r} has no pretraining (it is a supervised "
+            "baseline: use it as the finetune init scratch:" + family.name + ")"
+        )
+    init_from = getattr(getattr(model_cfg, family.section), "init_from", None)
+    if init_from:
+        folder = resolve_dir(init_from)
         model = family.load(family.pretraining, folder)
         if model.config.vocab_size != vocab_size:
             raise CheckpointError(
-                f"model.init_from {folder}: vocabulary size {model.config.vocab_size} does not match "
-                f"the tokenizer's {vocab_size}; set tokenizer.reuse_from to the same checkpoint"
+                f"model.{family.section}.init_from {folder}: vocabulary size "
+                f"{model.config.vocab_size} does not match the tokenizer's {vocab_size}; set "
+                "tokenizer.reuse_from to the same checkpoint"
             )
-        return model, family
-    return family.pretraining(family.config(model_cfg, vocab_size, pad_id)), family
+        return model
+    return family.pretraining(family_config(family, model_cfg, vocab_size, pad_id))
+
+
+def budget_steps(
+    cfg: PretrainConfig, tokens_per_step: int, flops_per_token: float, key: str = "pretrain.budget"
+) -> int:
+    """Optimizer steps the budget buys: ceil(tokens / tokens per step), or floor(FLOPs / FLOPs per step)."""
+    b = cfg.budget
+    if b.tokens is not None:
+        return -(-b.tokens // tokens_per_step)
+    assert b.flops is not None
+    steps = int(b.flops // (flops_per_token * tokens_per_step))
+    if steps < 1:
+        raise InputError(
+            f"{key}.flops ({b.flops:.3g}) does not buy one step: a step costs "
+            f"{flops_per_token * tokens_per_step:.3g} FLOPs ({tokens_per_step} tokens x "
+            f"{flops_per_token:.3g}); raise it"
+        )
+    return steps
 
 
 def unigram_baseline(data_dir: Path, not_eligible: np.ndarray) -> float:
@@ -75,6 +104,7 @@ def unigram_baseline(data_dir: Path, not_eligible: np.ndarray) -> float:
 
 
 def run_pretraining(
+    family_name: str,
     model_cfg: ModelConfig,
     cfg: PretrainConfig,
     tracking_cfg: TrackingConfig,
@@ -85,7 +115,9 @@ def run_pretraining(
     metrics_path: str | Path,
     plots_dir: str | Path,
 ) -> dict:
+    """Pretrain one family at ``pretrain.budget``; export it, write metrics and curves."""
     quiet_known_noise()
+    family = get_family(family_name, "pretrain.families")
     data_dir, ckpt_dir, plots_dir = Path(data_dir), Path(ckpt_dir), Path(plots_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tok = load_tokenizer(tokenizer_dir)
@@ -95,57 +127,36 @@ def run_pretraining(
             f"{data_dir}: built with a vocabulary of {meta['vocab_size']} tokens but the tokenizer "
             f"in {tokenizer_dir} has {tok.get_vocab_size()}; rerun pretrain_data (dvc repro)"
         )
-    with_nsp = cfg.nsp_loss
+    assert family.objective is not None
+    objective = OBJECTIVES[family.objective](with_nsp=cfg.nsp_loss)
+    with_nsp = "nsp" in objective.terms()
     if with_nsp and not meta["config"]["nsp"]:
         raise InputError(
             f"{data_dir}: built without NSP labels (pretrain_data.nsp: false) but "
             "pretrain.nsp_loss is true; rerun pretrain_data (dvc repro)"
         )
-    model, family = build_model(model_cfg, tok.get_vocab_size(), meta["special_ids"]["[PAD]"])
-    module = PretrainingModule(
-        model,
-        optimizer=cfg.optimizer,
-        learning_rate=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        adam_betas=cfg.adam_betas,
-        adam_epsilon=cfg.adam_epsilon,
-        warmup_steps=cfg.warmup_steps,
-        max_steps=cfg.max_steps,
-        nsp_loss=with_nsp,
-    )
+    model = build_model(family, model_cfg, tok.get_vocab_size(), meta["special_ids"]["[PAD]"])
     dm = PretrainDataModule(
-        data_dir, tok.get_vocab(), cfg.batch_size, cfg.seed, cfg.num_workers, with_nsp=with_nsp
+        data_dir,
+        tok.get_vocab(),
+        cfg.batch_size,
+        cfg.seed,
+        cfg.num_workers,
+        with_nsp=with_nsp,
+        masked=objective.masked,
     )
-
-    prepare_checkpoint_dir(
-        ckpt_dir, fingerprint(model_cfg, cfg, meta), code_identity(PRETRAINING_CODE), cfg.max_steps
+    seq_len = int(meta["config"]["max_seq_length"])
+    flops_per_token = family.flops_per_token(
+        model.config, seq_len, objective.predicted_fraction(meta["config"])
     )
-    resume = latest_checkpoint(ckpt_dir)
+    section = getattr(model_cfg, family.section)
+    ckpt_fingerprint = fingerprint(family.name, section, cfg, meta)
     run_id_file = ckpt_dir / "mlflow_run_id"
-    run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
-    if run_id and resume is None:
-        # Steps were logged to that run, but there is nothing to continue them from: a new
-        # run, or every step would appear twice in its history.
-        log.warning(
-            "pretrain: no usable checkpoint in %s to resume MLflow run %s from (recorded "
-            "in %s); starting a new run",
-            ckpt_dir,
-            run_id,
-            run_id_file,
-        )
-        tracking.end_abandoned(run_id, "killed before its first checkpoint; a rerun started anew")
-        run_id = None
-    logger = tracking.make_logger(
-        tracking_cfg.experiment,
-        "pretrain",
-        run_id,
-        tracking.run_tags("pretrain"),
-        run_id_origin=str(run_id_file),
-    )
     curves = CurveRecorder(cfg.log_every_n_steps)
-    fill = FillMaskExamples(tok, list(cfg.fill_mask_examples))
+    fill = FillMaskExamples(tok, list(cfg.fill_mask_examples) if objective.masked else [])
+    clock = WallClockBudget(cfg.budget.seconds)
     trainer = L.Trainer(
-        max_steps=cfg.max_steps,
+        max_steps=1,  # set from the budget below, once the world size is known
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
@@ -160,7 +171,7 @@ def run_pretraining(
         log_every_n_steps=cfg.log_every_n_steps,
         deterministic=cfg.deterministic,
         use_distributed_sampler=False,
-        logger=logger,
+        logger=False,
         default_root_dir=str(ckpt_dir),
         enable_model_summary=False,
         callbacks=[
@@ -176,24 +187,72 @@ def run_pretraining(
                 save_last=True,
             ),
             TokensPerSecond(),
+            clock,
             curves,
             fill,
         ],
     )
+    tokens_per_step = cfg.batch_size * cfg.accumulate_grad_batches * trainer.world_size * seq_len
+    steps = budget_steps(cfg, tokens_per_step, flops_per_token)
+    if cfg.warmup_steps >= steps:
+        raise InputError(
+            f"pretrain.warmup_steps ({cfg.warmup_steps}) is not below the {steps} steps "
+            f"pretrain.budget buys {family.name}; lower it or raise the budget"
+        )
+    trainer.fit_loop.epoch_loop.max_steps = steps
+    module = PretrainingModule(
+        model,
+        objective,
+        optimizer=cfg.optimizer,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        adam_betas=cfg.adam_betas,
+        adam_epsilon=cfg.adam_epsilon,
+        warmup_steps=cfg.warmup_steps,
+        max_steps=steps,
+    )
+
+    prepare_checkpoint_dir(ckpt_dir, ckpt_fingerprint, code_identity(PRETRAINING_CODE), steps)
+    resume = latest_checkpoint(ckpt_dir)
+    run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+    if run_id and resume is None:
+        # Steps were logged to that run, but there is nothing to continue them from: a new
+        # run, or every step would appear twice in its history.
+        log.warning(
+            "pretrain: no usable checkpoint in %s to resume MLflow run %s from (recorded "
+            "in %s); starting a new run",
+            ckpt_dir,
+            run_id,
+            run_id_file,
+        )
+        tracking.end_abandoned(run_id, "killed before its first checkpoint; a rerun started anew")
+        run_id = None
+    logger = tracking.make_logger(
+        tracking_cfg.experiment,
+        f"pretrain/{family.name}",
+        run_id,
+        {**tracking.run_tags("pretrain"), "bertpipe.family": family.name},
+        run_id_origin=str(run_id_file),
+    )
+    trainer.loggers = [logger]
+    n_parameters = sum(p.numel() for p in model.parameters())
     if trainer.is_global_zero:
         run_id_file.write_text(logger.run_id + "\n")
         logger.log_hyperparams(
             {
-                "model": model_cfg.model_dump(mode="json"),
+                "family": family.name,
+                "model": section.model_dump(mode="json"),
                 "pretrain": cfg.model_dump(mode="json"),
                 "data": {k: meta["config"][k] for k in ("max_seq_length", "nsp", "masking_mode")},
-                "n_parameters": sum(p.numel() for p in model.parameters()),
+                "n_parameters": n_parameters,
+                "budget_steps": steps,
             }
         )
     if resume:
         log.info(
-            "pretrain: resuming from %s, mid-epoch: the sampler skips the batches already "
+            "pretrain %s: resuming from %s, mid-epoch: the sampler skips the batches already "
             "trained on",
+            family.name,
             resume,
         )
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
@@ -206,11 +265,26 @@ def run_pretraining(
     metrics: dict[str, Any] = {k: float(v) for k, v in final.items()}
     metrics["val/unigram_baseline_acc"] = unigram_baseline(data_dir, dm.masker.not_eligible)
     metrics["steps"] = trainer.global_step
+    metrics["family"] = family.name
+    metrics["n_parameters"] = n_parameters
+    tokens = trainer.global_step * tokens_per_step
+    metrics["budget"] = {
+        "unit": "tokens" if cfg.budget.tokens is not None else "flops",
+        "given": cfg.budget.tokens if cfg.budget.tokens is not None else cfg.budget.flops,
+        "seconds_limit": cfg.budget.seconds,
+        "steps": steps,
+        "tokens_per_step": tokens_per_step,
+        "flops_per_token": flops_per_token,
+    }
+    metrics["used/tokens"] = float(tokens)
+    metrics["used/flops"] = float(tokens * flops_per_token)
+    metrics["used/seconds"] = float(clock.used)
     if curves.train:
         metrics["train/tokens_per_s"] = float(
             np.median([r["tokens_per_s"] for r in curves.train if "tokens_per_s" in r])
         )
-    metrics["fill_mask"] = {s: [t for t, _ in p[0]] for s, p in fill.latest.items()}
+    if objective.masked:
+        metrics["fill_mask"] = {s: [t for t, _ in p[0]] for s, p in fill.latest.items()}
     if trainer.is_global_zero:
         with atomic_dir(out_dir) as tmp:
             family.save(model, tmp)

@@ -92,7 +92,11 @@ class InstanceDataset(Dataset):
 
 
 class PretrainCollator:
-    """Pad, build token types and attention masks, and mask (dynamic) or use stored labels."""
+    """Pad, build token types and attention masks, and mask (dynamic) or use stored labels.
+
+    With ``masked=False`` (the language-model objectives) the batch is the plain token
+    sequences: statically masked data is restored to its original tokens from the stored labels.
+    """
 
     def __init__(
         self,
@@ -101,9 +105,10 @@ class PretrainCollator:
         seed: int,
         pad_to_multiple_of: int = 8,
         with_nsp: bool = True,
+        masked: bool = True,
     ):
         self.masker, self.pad_id, self.seed = masker, pad_id, seed
-        self.multiple, self.with_nsp = pad_to_multiple_of, with_nsp
+        self.multiple, self.with_nsp, self.masked = pad_to_multiple_of, with_nsp, masked
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         B = len(items)
@@ -121,6 +126,14 @@ class PretrainCollator:
             attn[r, :n] = 1
             if static:
                 labels[r, :n] = x["mlm_labels"]
+        if not self.masked:
+            if static:
+                ids = np.where(labels != IGNORE_INDEX, labels, ids)
+            return {
+                "input_ids": torch.from_numpy(ids),
+                "token_type_ids": torch.from_numpy(types),
+                "attention_mask": torch.from_numpy(attn),
+            }
         if not static:
             # One generator per batch, keyed by its content's identity: the same batch gets the
             # same masks in any run, before or after a resume, on any number of workers.
@@ -140,7 +153,7 @@ class PretrainCollator:
 
 
 class PretrainDataModule(L.LightningDataModule):
-    """Batches of the ``pretrain_data`` output for MLM (+ NSP) training."""
+    """Batches of the ``pretrain_data`` output: masked for MLM (+ NSP), plain for the language models."""
 
     def __init__(
         self,
@@ -150,9 +163,11 @@ class PretrainDataModule(L.LightningDataModule):
         seed: int,
         num_workers: int = 0,
         with_nsp: bool = True,
+        masked: bool = True,
     ):
         super().__init__()
         self.data_dir = Path(data_dir)
+        self.masked = masked
         self.meta = json.loads((self.data_dir / "meta.json").read_text())
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.with_nsp = with_nsp
@@ -178,7 +193,9 @@ class PretrainDataModule(L.LightningDataModule):
             dataset,
             batch_sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=PretrainCollator(self.masker, self.pad_id, self.seed, 8, self.with_nsp),
+            collate_fn=PretrainCollator(
+                self.masker, self.pad_id, self.seed, 8, self.with_nsp, self.masked
+            ),
             persistent_workers=self.num_workers > 0,
             # Its own generator: creating an iterator must not draw from the global RNG that
             # dropout uses, or a resumed run would diverge from an uninterrupted one.

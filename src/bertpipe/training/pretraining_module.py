@@ -1,8 +1,9 @@
-"""The pretraining LightningModule: MLM (+ NSP) around an injected network, metrics from torchmetrics.
+"""The pretraining LightningModule: an injected network under an injected objective, metrics from torchmetrics.
 
-Owns the objective's training and validation step (one shared ``_step``; the two
-stages differ only in which metric collection they feed), the metric names
-(``train/mlm_loss``, ``val/mlm_acc``, ``val/perplexity``, ...), the optimiser and
+Owns the training and validation step (one shared ``_step``; the two stages
+differ only in which metric collection they feed), the metric names
+(``train/<term>_loss``, ``val/<term>_acc``, ``val/perplexity``; the terms are the
+objective's, ``training/objectives.py``), the optimiser and
 schedule wiring, and the RNG state that travels with checkpoints for an exact
 resume. No file I/O and no MLflow here: callbacks and the recipe do that.
 """
@@ -13,28 +14,33 @@ import torch
 import torchmetrics
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
+from bertpipe.training.objectives import Objective
 from bertpipe.training.optim import FusedAdamWClipping, lightning_optimizers
 from bertpipe.training.step_axis import log_training_step, log_validation_step
 
 
-def _metrics(prefix: str, vocab_size: int, nsp: bool) -> torchmetrics.MetricCollection:
+def _metrics(prefix: str, vocab_size: int, terms: tuple[str, ...]) -> torchmetrics.MetricCollection:
     """Batch values in training (per step), token- or example-weighted means in validation."""
     metrics: dict[str, torchmetrics.Metric | torchmetrics.MetricCollection] = {
-        "loss": torchmetrics.MeanMetric(),
-        "mlm_loss": torchmetrics.MeanMetric(),
-        "mlm_acc": MulticlassAccuracy(num_classes=vocab_size, average="micro"),
+        "loss": torchmetrics.MeanMetric()
     }
-    if nsp:
-        metrics.update(nsp_loss=torchmetrics.MeanMetric(), nsp_acc=BinaryAccuracy())
+    for term in terms:
+        metrics[f"{term}_loss"] = torchmetrics.MeanMetric()
+        metrics[f"{term}_acc"] = (
+            BinaryAccuracy()
+            if term == "nsp"
+            else MulticlassAccuracy(num_classes=vocab_size, average="micro")
+        )
     return torchmetrics.MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 
 class PretrainingModule(FusedAdamWClipping):
-    """MLM (+ NSP) pretraining of an injected network with the ``BertForPreTraining`` interface."""
+    """Pretraining of an injected network under an injected objective (``training/objectives.py``)."""
 
     def __init__(
         self,
         model: torch.nn.Module,
+        objective: Objective,
         *,
         optimizer: str = "adamw",
         learning_rate: float = 1e-4,
@@ -43,23 +49,16 @@ class PretrainingModule(FusedAdamWClipping):
         adam_epsilon: float = 1e-6,
         warmup_steps: int = 0,
         max_steps: int = 1000,
-        nsp_loss: bool = True,
     ):
         super().__init__()
-        self.model = model
-        self.save_hyperparameters(ignore=["model"])
+        self.model, self.objective = model, objective
+        self.save_hyperparameters(ignore=["model", "objective"])
         vocab = int(model.config.vocab_size)  # type: ignore[union-attr, arg-type]  # nn.Module attrs
-        self.train_metrics = _metrics("train/", vocab, nsp_loss)
-        self.val_metrics = _metrics("val/", vocab, nsp_loss)
+        self.train_metrics = _metrics("train/", vocab, objective.terms())
+        self.val_metrics = _metrics("val/", vocab, objective.terms())
 
     def forward(self, batch: dict):
-        return self.model(
-            batch["input_ids"],
-            batch["token_type_ids"],
-            batch["attention_mask"],
-            mlm_labels=batch["mlm_labels"],
-            nsp_labels=batch.get("nsp_labels") if self.hparams["nsp_loss"] else None,
-        )
+        return self.objective.step(self.model, batch)
 
     def training_step(self, batch: dict, batch_idx: int):
         log_training_step(self)
@@ -70,22 +69,24 @@ class PretrainingModule(FusedAdamWClipping):
         self._step(batch, self.val_metrics)
 
     def _step(self, batch: dict, metrics: torchmetrics.MetricCollection):
-        out = self(batch)
+        loss, terms = self(batch)
         n = batch["input_ids"].shape[0]
         p = metrics.prefix
-        metrics[f"{p}loss"](out.loss, n)
-        metrics[f"{p}mlm_loss"](out.mlm_loss, out.mlm_targets.numel())  # per masked token
-        metrics[f"{p}mlm_acc"](out.mlm_logits.argmax(-1), out.mlm_targets)
-        if out.nsp_loss is not None:
-            metrics[f"{p}nsp_loss"](out.nsp_loss, n)
-            metrics[f"{p}nsp_acc"](out.nsp_logits.argmax(-1), batch["nsp_labels"])
+        metrics[f"{p}loss"](loss, n)
+        for name, term in terms.items():
+            metrics[f"{p}{name}_loss"](term.loss, term.weight)
+            metrics[f"{p}{name}_acc"](term.predictions, term.targets)
+        first = self.objective.terms()[0]
         for name, metric in metrics.items():
-            self.log(name, metric, prog_bar=name in (f"{p}loss", f"{p}mlm_acc"), batch_size=n)
-        return out.loss
+            self.log(name, metric, prog_bar=name in (f"{p}loss", f"{p}{first}_acc"), batch_size=n)
+        return loss
 
     def on_validation_epoch_end(self) -> None:
-        # Perplexity of the masked tokens: exp of the token-weighted mean cross-entropy.
-        self.log("val/perplexity", torch.exp(self.val_metrics["val/mlm_loss"].compute()))
+        # Perplexity: exp of the token-weighted mean cross-entropy (the mean over directions for ELMo).
+        losses = [
+            self.val_metrics[f"val/{t}_loss"].compute() for t in self.objective.perplexity_terms
+        ]
+        self.log("val/perplexity", torch.exp(torch.stack(losses).mean()))
 
     def configure_optimizers(self):
         h = self.hparams
