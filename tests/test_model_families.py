@@ -393,3 +393,19 @@ def test_a_masked_objective_projects_fewer_positions_than_a_language_model():
     }
     assert OBJECTIVES["masked_lm"]().predicted_fraction(data) == 10 / 32
     assert OBJECTIVES["next_token"]().predicted_fraction(data) == 1.0
+
+
+@pytest.mark.parametrize("pooling", ["attention", "mean", "max"])
+def test_elmo_linear_task_head_pools_the_mix(pooling):
+    """``finetune.elmo.task_encoder: linear``: no task biLSTM, the mix pooled into a linear head."""
+    torch.manual_seed(0)
+    c = _elmo_config(id2label={"0": "a", "1": "b"}, task_encoder="linear", task_pooling=pooling)
+    model = elmo.ELMoForSequenceClassification(c).eval()
+    assert model.encoder.task is None
+    assert (model.encoder.attention is not None) == (pooling == "attention")
+    ids, mask = _batch()
+    other = ids.clone()
+    other[1, 8:] = 7  # padding content never matters
+    with torch.no_grad():
+        a, b = model(ids, None, mask).logits, model(other, None, mask).logits
+    assert a.shape == (3, 2) and torch.equal(a, b)

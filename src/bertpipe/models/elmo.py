@@ -34,6 +34,7 @@ from torch import nn
 
 from bertpipe.models.heads import EncoderOutputs, SequenceHead, SpanHead, TokenHead, lengths
 from bertpipe.models.recurrent import (
+    AdditiveAttentionPooling,
     RecurrentConfig,
     SequenceEncoder,
     init_weights,
@@ -202,6 +203,11 @@ class ELMoEncoder(nn.Module):
         self.task = (
             SequenceEncoder(c.task_config, 2 * c.hidden_size)
             if c.task_encoder == "recurrent"
+            else None
+        )
+        self.attention: AdditiveAttentionPooling | None = (
+            AdditiveAttentionPooling(2 * c.hidden_size, c.task_hidden_size)
+            if self.task is None and c.task_pooling == "attention"
             else None
         )
         if c.freeze_bilm:
