@@ -11,6 +11,7 @@ the FLOPs estimate). ``PretrainingModule`` is the same for every objective.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ class Term:
     targets: torch.Tensor
 
 
-class Objective:
+class Objective(ABC):
     masked: bool = False
     """Batches carry MLM corruption and ``mlm_labels`` (BERT); else plain token sequences."""
     perplexity_terms: tuple[str, ...] = ()
@@ -34,11 +35,13 @@ class Objective:
     def __init__(self, with_nsp: bool = False):
         self.with_nsp = with_nsp
 
+    @abstractmethod
     def terms(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """The reported terms, in order (the first is shown in the progress bar)."""
 
+    @abstractmethod
     def step(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, Term]]:
-        raise NotImplementedError
+        """(the loss to train, per term its loss, weight, predictions and targets)."""
 
     def predicted_fraction(self, data_config: dict) -> float:
         """Share of positions projected onto the vocabulary."""
