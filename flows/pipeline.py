@@ -43,19 +43,19 @@ from flows.stage_tasks import (
 )
 
 
-@task
+@task(task_run_name="register models")
 def promote(workdir: str, run_id: str) -> list[dict]:
     """Register every candidate model; ``champion`` moves only on a win."""
     from bertpipe import tracking
     from bertpipe.evaluation.promotion import candidates
+    from bertpipe.inference.pyfunc_model import log_model
 
-    return [
-        {
-            "model": c.name,
-            **tracking.register_and_promote(run_id, c.model_dir, c.name, c.metric, c.value),
-        }
-        for c in candidates(workdir)
-    ]
+    promoted = []
+    for c in candidates(workdir):
+        uri = log_model(run_id, c.model_dir, c.name)  # an MLflow Model: pyfunc, signature
+        result = tracking.register_and_promote(run_id, uri, c.model_dir, c.name, c.metric, c.value)
+        promoted.append({"model": c.name, **result})
+    return promoted
 
 
 PROGRESS: dict = {}
@@ -73,7 +73,7 @@ def run_dag(workdir: str, env: dict, max_parallel: int, results: list[dict]) -> 
         return results
     for gen in generations:
         if len(gen) == 1:
-            results.append(run_stage(gen[0], workdir, env))
+            results.append(run_stage(gen[0], workdir, env, return_state=True).result())
             continue
         # A bounded window: a new stage starts when one of the running ones finishes. After a
         # failure no new stage starts, the running ones finish, then the failure is raised.
@@ -120,22 +120,38 @@ def pipeline(
     params = load_params(params_path)
     tracking.require_reachable()
     pulled = dvc_sync("pull", workdir)
+    closed = tracking.close_stale_pipeline_runs(params.tracking.experiment)
+    if closed:
+        print(f"ended {len(closed)} MLflow pipeline run(s) a killed flow left RUNNING: {closed}")
     run_id = tracking.start_pipeline_run(
         params.tracking.experiment,
         {"preset": params.preset, "overrides": ",".join(overrides or [])},
+        links=prefect_links(),
     )
+    print(f"MLflow run: {tracking.run_url(run_id)}")
     results: list[dict] = []
     PROGRESS.update(workdir=workdir, run_id=run_id, results=results, pulled=pulled)
-    with LockGuard(workdir, log=print):
-        run_dag(
-            workdir,
-            {"BERTPIPE_PIPELINE_RUN_ID": run_id},
-            max_parallel or default_parallelism(),
-            results,
-        )
-    # Unchanged outputs are the models registered last time: no new versions for them.
-    promoted = promote(workdir, run_id) if any(r["ran"] for r in results) else []
-    pushed = dvc_sync("push", workdir)
+    status = "FAILED"
+    try:
+        with LockGuard(workdir, log=print):
+            run_dag(
+                workdir,
+                {"BERTPIPE_PIPELINE_RUN_ID": run_id},
+                max_parallel or default_parallelism(),
+                results,
+            )
+        for r in results:
+            if r["ran"]:
+                tracking.tag_stage_runs(run_id, r["stage"], Path(workdir) / "dvc.lock")
+        # Unchanged outputs are the models registered last time: no new versions for them.
+        promoted = promote(workdir, run_id) if any(r["ran"] for r in results) else []
+        pushed = dvc_sync("push", workdir)
+        status = "FINISHED"
+    except BaseException as e:
+        status = "KILLED" if isinstance(e, KeyboardInterrupt | SystemExit) else "FAILED"
+        raise
+    finally:
+        tracking.end_run(run_id, status)
 
     report = json.loads((Path(workdir) / "reports/metrics.json").read_text())
     create_markdown_artifact(
@@ -150,6 +166,17 @@ def pipeline(
         "pulled": pulled,
         "pushed": pushed,
     }
+
+
+def prefect_links() -> dict[str, str]:
+    """Tags linking the MLflow pipeline run to this Prefect flow run (id and UI address)."""
+    from prefect.runtime import flow_run
+
+    links = {"prefect.flow_run_id": str(flow_run.id or "")}
+    url = flow_run.ui_url
+    if url:
+        links["prefect.flow_run_url"] = url
+    return {k: v for k, v in links.items() if v}
 
 
 def orchestrator_lost(error: BaseException) -> bool:
@@ -189,6 +216,7 @@ def finish_without_prefect(error: BaseException) -> dict:
     promoted = promote.fn(workdir, run_id) if ran else []
     pushed = dvc_sync.fn("push", workdir)
     recorded = [r["stage"] for r in PROGRESS["results"]]
+    tracking.end_run(run_id, "FINISHED")  # the flow's own ending marked it FAILED
     return {
         "stages": stages,
         "mlflow_run_id": run_id,

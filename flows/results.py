@@ -8,7 +8,7 @@ def results_markdown(
 ) -> str:
     """``report`` is the evaluate stage's ``reports/metrics.json``."""
     inits = list(dict.fromkeys(label for scores in report["tasks"].values() for label in scores))
-    lines = ["| stage | ran |", "|---|---|"]
+    lines = ["| stage | state |", "|---|---|"]
     lines += [f"| {r['stage']} | {'ran' if r['ran'] else 'skipped (unchanged)'} |" for r in stages]
     lines += ["", "| task | " + " | ".join(inits) + " |", "|---|" + "---|" * len(inits)]
     for name, scores in report["tasks"].items():

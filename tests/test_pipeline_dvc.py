@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -146,6 +147,236 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
     sh([sys.executable, "-m", "dvc", "checkout", "--force"], project)
     assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], project).stdout
+
+
+def _stage_metric(project, task: str) -> tuple[str, float]:
+    """The finetune stage's dev score of the exported model (the first init's best seed)."""
+    summary = json.loads((project / f"metrics/finetune/{task}.json").read_text())
+    init = summary["exported_model"]["init"]
+    seed = summary["exported_model"]["seed"]
+    run = next(r for r in summary["results"][init]["runs"] if r["seed"] == seed)
+    return summary["selection_metric"], run["metrics"][summary["selection_metric"]]
+
+
+def _predict(project, tmp, model, data, *extra):
+    out = tmp / (Path(str(model)).parent.name + ".jsonl")
+    res = sh(
+        [
+            sys.executable,
+            "-m",
+            "bertpipe.cli",
+            "predict",
+            str(data),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+        project,
+    )
+    return [json.loads(line) for line in out.read_text().splitlines()], res.stdout
+
+
+def test_the_trained_models_predict_load_from_mlflow_and_serve(project, tmp_path):
+    """What the flow made, used: `bertpipe predict` on real mirror files (classification,
+    tagging, QA) with --score equal to the stage's dev metric; the registered MLflow Model
+    loads as pyfunc and predicts the same; `mlflow models serve` answers; the runs carry
+    their lineage and names and none is left RUNNING."""
+    import mlflow
+    import pandas as pd
+
+    mirror = Path(os.environ["BERTPIPE_DATA_MIRROR"])
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    os.environ.update(env)
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    # 1. classification: the exported model scores the dev file as the stage did
+    rte_dev = mirror / "glue/RTE/dev.tsv"
+    records, out = _predict(
+        project,
+        tmp_path,
+        project / "results/finetune/rte/model",
+        rte_dev,
+        "--score",
+        "--max-examples",
+        "64",
+    )
+    metric, value = _stage_metric(project, "rte")
+    assert f"{metric} {value:.2f}" in out, out
+    assert len(records) == 64 and {"label", "probabilities"} <= set(records[0])
+    assert abs(sum(records[0]["probabilities"].values()) - 1) < 1e-4
+    # 2. tagging, real WSJ sentences: a tag per word, and the stage's token accuracy
+    pos = project / "results/finetune/ptb_pos/model"
+    records, out = _predict(
+        project,
+        tmp_path,
+        pos,
+        mirror / "tagging/ptb_pos_sample/dev.conll",
+        "--score",
+        "--max-examples",
+        "64",
+    )
+    metric, value = _stage_metric(project, "ptb_pos")
+    assert f"{metric} {value:.2f}" in out, out
+    assert all(len(r["tags"]) == len(r["tokens"]) for r in records)
+    # 3. QA on the official SQuAD dev file: answers are spans of their contexts
+    records, out = _predict(
+        project,
+        tmp_path,
+        project / "results/finetune/squad/model",
+        mirror / "squad/v1.1/dev.json.gz",
+        "--score",
+        "--max-examples",
+        "64",
+    )
+    metric, value = _stage_metric(project, "squad")
+    assert f"{metric} {value:.2f}" in out, out
+    assert len(records) == 64 and all(isinstance(r["start"], int) for r in records)
+    # 4. bad input: a clear error, never a traceback
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("sentence1\tsentence2\n")
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("text,other\na,b\n")
+    for data, model, message in (
+        (empty, project / "results/finetune/rte/model", "no examples to predict"),
+        (wrong, project / "results/finetune/rte/model", "no column 'sentence1'"),
+        (rte_dev, project / "models/pretrained/bert", "no task head"),
+    ):
+        res = sh(
+            [
+                sys.executable,
+                "-m",
+                "bertpipe.cli",
+                "predict",
+                str(data),
+                "--model",
+                str(model),
+                "--out",
+                str(tmp_path / "x.jsonl"),
+            ],
+            project,
+            check=False,
+        )
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    # 5. the registered model is an MLflow Model: pyfunc predicts what `bertpipe predict` does
+    frame = pd.read_csv(rte_dev, sep="\t", quoting=3).head(16)
+    model = mlflow.pyfunc.load_model("models:/bertpipe-rte@champion")
+    assert model.metadata.signature is not None
+    got = model.predict(frame)
+    cli, _ = _predict(
+        project, tmp_path, "models:/bertpipe-rte@champion", rte_dev, "--max-examples", "16"
+    )
+    assert list(got["label"]) == [r["label"] for r in cli]
+    for name in ("entailment", "not_entailment"):
+        assert list(got[f"p_{name}"]) == [r["probabilities"][name] for r in cli]
+    pretrained = mlflow.pyfunc.load_model("models:/bertpipe-pretrained@champion")
+    assert (
+        "[MASK]"
+        not in pretrained.predict(pd.DataFrame({"text": ["the [MASK] ."]}))["predictions"][0]
+    )
+    # 6. `mlflow models serve` answers POST /invocations on loopback
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/bertpipe-rte@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=project,
+        env=_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        body = json.dumps({"dataframe_records": frame.head(4).to_dict(orient="records")})
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations",
+                    body.encode(),
+                    {"Content-Type": "application/json"},
+                )
+                answer = json.loads(urllib.request.urlopen(req, timeout=30).read())
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "serve died"
+                time.sleep(1)
+        assert [p["label"] for p in answer["predictions"]] == list(got["label"][:4])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    # 7. MLflow read-back: lineage, names, tags after the stage, no run left RUNNING
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("bertpipe")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert runs and not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    data_md5 = next(o["md5"] for o in lock["pretrain_data"]["outs"] if o["path"] == "data/pretrain")
+    by_name = {r.info.run_name: r for r in runs}
+    bert = by_name["pretrain bert tiny"]
+    inputs = {d.dataset.name: d.dataset for d in bert.inputs.dataset_inputs}
+    assert inputs["pretrain_data/train"].digest == data_md5
+    assert json.loads(inputs["pretrain_data/train"].profile)["num_rows"] > 1000
+    rte = by_name["rte/pretrained/seed1"]
+    names = {
+        d.dataset.name: json.loads(d.dataset.profile)["num_rows"] for d in rte.inputs.dataset_inputs
+    }
+    assert names == {"rte/train": 96, "rte/dev": 64}
+    assert rte.data.tags["dvc.out.metrics/finetune/rte.json"] == next(
+        o["md5"] for o in lock["finetune@rte"]["outs"] if o["path"] == "metrics/finetune/rte.json"
+    )
+    assert any(k.startswith("system/") for k in rte.data.metrics)
+    assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
+    assert [r for r in runs if r.info.run_name.startswith("pipeline tiny ")]
+
+
+def test_the_html_report_renders_in_a_real_browser(project, tmp_path):
+    """reports/index.html opened by headless Chromium: its tables are in the rendered DOM, its
+    pictures are embedded (no file or network needed), and the screenshot is a page of
+    text and plots, not a blank one."""
+    from PIL import Image
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    page = project / "reports/index.html"
+    alone = tmp_path / "alone" / "index.html"  # nothing beside it: everything is inside
+    alone.parent.mkdir()
+    shutil.copy(page, alone)
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run(
+        [*flags, "--dump-dom", alone.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    assert dom.count("<table") >= 3 and "What each kind of pretraining bought" in dom
+    images = re.findall(r'<img[^>]+src="([^"]{0,30})', dom)
+    assert len(images) >= 4 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "attention" in dom and "workflowType=machine_learning" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,3000", alone.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 3000)
+    assert len(set(image.tobytes()[::3])) > 50  # rendered text and plots, not one colour
 
 
 # These two need the up-to-date DAG the first test leaves; the `minutes` tests below change it.

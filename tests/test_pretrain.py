@@ -215,7 +215,7 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(uninterrupted):
     assert r.data.params["pretrain/budget/tokens"] == str(24 * 16 * 64)
     assert r.data.params["budget_steps"] == "24" and r.data.params["family"] == "bert"
     assert r.data.params["model/size"] == "tiny"
-    assert r.info.run_name == "pretrain/bert" and r.data.tags["bertpipe.family"] == "bert"
+    assert r.info.run_name == "pretrain bert tiny" and r.data.tags["bertpipe.family"] == "bert"
     assert int(r.data.params["n_parameters"]) > 100_000
     for key in (
         "train/mlm_loss",

@@ -126,9 +126,11 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
     from bertpipe.atomic import write_json
     from bertpipe.config import load_params
+    from bertpipe.errors import configure_logging
     from bertpipe.tasks.spec import resolve_task
     from bertpipe.training.finetuning import finetune_once
 
+    configure_logging()  # the epochs' scores as they come
     params = load_params(a.params)
     spec = resolve_task(a.task, params.finetune)
     changes = {
@@ -162,6 +164,44 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     write_json(Path(a.out) / "dev_predictions.json", result.pop("predictions"))
     write_json(Path(a.out) / "metrics.json", result)
     print(json.dumps(result["metrics"], indent=2))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from bertpipe.errors import InputError
+    from bertpipe.inference.predict import TaskPredictor, write_records
+
+    predictor = TaskPredictor(a.model, device=a.device, batch_size=a.batch_size)
+    rows, gold = predictor.read(a.input, a.max_examples)
+    if a.score and not gold:
+        raise InputError(
+            f"{a.input}: --score needs gold labels, and the file has none for task "
+            f"{predictor.task} (columns {dict(predictor.spec.columns)})"
+        )
+    records, stats = predictor.predict(rows, gold=a.score, progress=not a.quiet)
+    n = write_records(records, a.out)
+    print(
+        f"{predictor.task}: {n} predictions -> {a.out} ({stats.examples_per_s:.1f} examples/s"
+        + (
+            f"; {stats.truncated} truncated to {predictor.hp.max_length} tokens"
+            if stats.truncated
+            else ""
+        )
+        + (f"; skipped {stats.skipped}" if any(stats.skipped.values()) else "")
+        + ")"
+    )
+    if stats.metrics is not None:
+        print(" ".join(f"{k} {v:.2f}" for k, v in stats.metrics.items()))
+    return 0
+
+
+def cmd_attention(a: argparse.Namespace) -> int:
+    from bertpipe.inference.attention import attention, plot
+
+    tokens, probs = attention(a.model, a.text_a, a.text_b)
+    path = plot(tokens, probs, a.out, f"{a.model}: {' '.join(tokens)}")
+    L, nh = probs.shape[:2]
+    print(f"{path}: {L} layers x {nh} heads over {len(tokens)} tokens")
     return 0
 
 
@@ -291,6 +331,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     t.add_argument("--out", required=True, help="output folder")
     t.set_defaults(fn=cmd_finetune)
+
+    pr = sub.add_parser(
+        "predict",
+        help="run a fine-tuned model on a file",
+        description="Predict with a fine-tuned model: a model directory "
+        "(results/finetune/TASK/model), a registered model (models:/bertpipe-TASK@champion) or a "
+        "run's model (runs:/RUN_ID/PATH). Input: csv/tsv/jsonl with the task's columns or plain "
+        "text lines (classification, regression; a tab between the texts of a pair), CoNLL or "
+        "plain text (tagging), SQuAD json or jsonl with question/context (QA). Output: jsonl, or "
+        "csv by the --out extension, written as the batches finish.",
+    )
+    pr.add_argument("input", help="file to predict on")
+    pr.add_argument("--model", required=True, help="model directory or MLflow model URI")
+    pr.add_argument("--out", required=True, help="predictions file (.jsonl or .csv)")
+    pr.add_argument(
+        "--score", action="store_true", help="the file has gold labels: print the task's metrics"
+    )
+    pr.add_argument("--max-examples", type=int, help="only the first N examples")
+    pr.add_argument("--batch-size", type=int, help="default: the batch size it was scored with")
+    pr.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(fn=cmd_predict)
+
+    at = sub.add_parser(
+        "attention",
+        help="draw a BERT model's attention maps for a sentence (pair)",
+        description="A PNG grid of every layer's heads (query tokens down, keys across).",
+    )
+    at.add_argument("text_a", help="a sentence")
+    at.add_argument("text_b", nargs="?", help="a second sentence (a pair)")
+    at.add_argument("--model", default="models/pretrained/bert", help="BERT model directory")
+    at.add_argument("--out", default="attention.png", help="PNG to write")
+    at.set_defaults(fn=cmd_attention)
 
     pl = sub.add_parser(
         "plots",

@@ -42,6 +42,14 @@ def describe(e: BaseException) -> str | None:
     return None
 
 
+def configure_logging() -> None:
+    """The stages' and commands' log format, at ``BERTPIPE_LOG_LEVEL`` (default INFO)."""
+    logging.basicConfig(
+        level=os.environ.get("BERTPIPE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
 def run_main(main: Callable[[], object], log: logging.Logger) -> None:
     """Run an entry point; a user error ends it with its message and exit status 1.
 

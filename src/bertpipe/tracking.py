@@ -1,4 +1,5 @@
-"""MLflow: the only importer of mlflow outside ``flows/``.
+"""MLflow: the only importer of mlflow outside ``flows/`` (and ``inference/pyfunc_model.py``,
+the pyfunc class MLflow loads).
 
 Owns where runs go (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db`` in the
 working directory, since MLflow 3's file store is deprecated), the Lightning
@@ -7,6 +8,7 @@ logger, run tags (git commit, DVC output hashes) and artifact logging.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -34,23 +36,93 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def dvc_hashes(lock: str | Path = "dvc.lock") -> dict[str, str]:
-    """The md5 of every DVC-tracked stage output, as MLflow tags ``dvc.<path>``."""
+def stage_lock_hashes(stage: str, lock: str | Path = "dvc.lock") -> dict[str, str]:
+    """The md5 of ``stage``'s own deps and outs as ``dvc.lock`` records them (after it ran), as
+    tags ``dvc.dep.<path>`` / ``dvc.out.<path>``; params are the run's params, not tags."""
     path = Path(lock)
     if not path.exists():
         return {}
-    stages = (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+    entry = ((yaml.safe_load(path.read_text()) or {}).get("stages") or {}).get(stage) or {}
     tags = {}
-    for stage in stages.values():
-        for out in stage.get("outs", []):
-            if "md5" in out:
-                tags[f"dvc.{out['path']}"] = out["md5"]
+    for role in ("deps", "outs"):
+        for item in entry.get(role, []):
+            if "md5" in item:
+                tags[f"dvc.{role[:-1]}.{item['path']}"] = item["md5"]
     return tags
 
 
+def lock_out_md5(path: str, lock: str | Path = "dvc.lock") -> str | None:
+    """The md5 ``dvc.lock`` records for the output ``path`` (a finished upstream stage's)."""
+    if not Path(lock).exists():
+        return None
+    for entry in ((yaml.safe_load(Path(lock).read_text()) or {}).get("stages") or {}).values():
+        for out in entry.get("outs", []):
+            if out["path"].rstrip("/") == path.rstrip("/") and "md5" in out:
+                return out["md5"]
+    return None
+
+
+@contextlib.contextmanager
+def system_metrics(logger, interval: float = 10.0):
+    """CPU, memory (and GPU, where there is one) sampled into the run as ``system/*`` metrics
+    while the block runs (MLflow's system metrics monitor)."""
+    if logger is None or not getattr(logger, "run_id", None):
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        logger.run_id, sampling_interval=interval, resume_logging=True, tracking_uri=tracking_uri()
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+def log_inputs(run_id: str, inputs: list[dict]) -> None:
+    """Dataset lineage (the runs table's Dataset column): each ``{name, source, digest, rows,
+    context}`` as an MLflow dataset input with its row count as profile."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    _client().log_inputs(
+        run_id,
+        [
+            DatasetInput(
+                Dataset(
+                    name=i["name"],
+                    digest=str(i["digest"])[:36],
+                    source_type="local",
+                    source=json.dumps({"uri": str(i["source"])}),
+                    profile=json.dumps({"num_rows": i["rows"]}),
+                ),
+                [InputTag("mlflow.data.context", i["context"])],
+            )
+            for i in inputs
+        ],
+    )
+
+
+def stage_of(path: str | Path, lock: str | Path = "dvc.lock") -> str | None:
+    """The ``dvc.lock`` stage that has ``path`` (or a folder above it) among its outs."""
+    if not Path(lock).exists():
+        return None
+    target = Path(path).as_posix()
+    for name, entry in ((yaml.safe_load(Path(lock).read_text()) or {}).get("stages") or {}).items():
+        for out in entry.get("outs", []):
+            if target == out["path"] or target.startswith(out["path"].rstrip("/") + "/"):
+                return name
+    return None
+
+
 def run_tags(stage: str) -> dict[str, str]:
-    """Stage, DVC output hashes, git commit; under an orchestrated pipeline run, its parent."""
-    tags = {"bertpipe.stage": stage, **dvc_hashes()}
+    """Stage and git commit; under an orchestrated pipeline run, its parent. (The stage's DVC
+    hashes are tagged after it ran, by ``tag_stage_runs``: before, dvc.lock holds the last
+    run's.)"""
+    tags = {"bertpipe.stage": stage}
     parent = os.environ.get("BERTPIPE_PIPELINE_RUN_ID")
     if parent and stage != "pipeline":
         tags["mlflow.parentRunId"] = parent
@@ -221,6 +293,25 @@ def end_abandoned(run_id: str, reason: str) -> None:
         client.set_terminated(run_id, "KILLED")
 
 
+def download(uri: str, cache: str | Path | None = None) -> Path:
+    """A ``models:/``, ``runs:/`` or artifact URI's files, downloaded (to ``cache`` or a
+    temporary folder); an unknown model or alias is an error naming it."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri())
+    dst = Path(cache) if cache else Path(tempfile.mkdtemp(prefix="bertpipe-model-"))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except MlflowException as e:
+        raise UserError(
+            f"{uri}: not found in the MLflow tracking store at {tracking_uri()} ({e.message}); "
+            "list registered models with `mlflow models` or the UI, or set MLFLOW_TRACKING_URI"
+        ) from None
+
+
 def _client():
     import mlflow
 
@@ -230,7 +321,34 @@ def _client():
 
 def _experiment_id(client, experiment: str) -> str:
     exp = client.get_experiment_by_name(experiment)
-    return exp.experiment_id if exp else client.create_experiment(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    if exp is None or exp.tags.get(EXPERIMENT_KIND_TAG) != "custom_model_development":
+        # MLflow 3's UI opens an experiment in its machine-learning view by this tag (not the
+        # GenAI "Traces" view)
+        client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, "custom_model_development")
+    return exp_id
+
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+
+
+def tag_stage_runs(parent_run_id: str, stage: str, lock: str | Path = "dvc.lock") -> int:
+    """Tag the runs a finished stage made under ``parent_run_id`` with its ``dvc.lock`` hashes;
+    the number of runs tagged."""
+    client = _client()
+    parent = client.get_run(parent_run_id)
+    base = stage.split("@", 1)[0]
+    query = f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`bertpipe.stage` = '{base}'"
+    if "@" in stage:
+        item = stage.split("@", 1)[1]
+        key = "bertpipe.task" if base == "finetune" else "bertpipe.family"
+        query += f" and tags.`{key}` = '{item}'"
+    tags = stage_lock_hashes(stage, lock)
+    runs = client.search_runs([parent.info.experiment_id], query, max_results=500)
+    for run in runs:
+        for k, v in tags.items():
+            client.set_tag(run.info.run_id, k, v)
+    return len(runs)
 
 
 def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
@@ -258,13 +376,64 @@ def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
     return _new_pipeline_run(client, experiment, {"bertpipe.pipeline_key": key})
 
 
-def _new_pipeline_run(client, experiment: str, tags: dict[str, str]) -> str:
+def _new_pipeline_run(client, experiment: str, tags: dict[str, str], preset: str = "") -> str:
+    import socket
+    import time
+
+    commit = (git_commit() or "nocommit")[:8]
+    name = " ".join(x for x in ("pipeline", preset, commit, time.strftime("%Y-%m-%d %H:%M")) if x)
     run = client.create_run(
         _experiment_id(client, experiment),
-        run_name="pipeline",
-        tags={**run_tags("pipeline"), **tags},
+        run_name=name,
+        tags={
+            **run_tags("pipeline"),
+            "bertpipe.host": socket.gethostname(),
+            "bertpipe.pid": str(os.getpid()),
+            **tags,
+        },
     )
     return run.info.run_id
+
+
+def close_stale_pipeline_runs(experiment: str, keep: str | None = None) -> list[str]:
+    """End as KILLED the pipeline runs still RUNNING whose process (this host) is gone: a flow
+    killed or interrupted before it could end its run. Returns their ids."""
+    import socket
+
+    client = _client()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    query = "tags.`bertpipe.stage` = 'pipeline' and attributes.status = 'RUNNING'"
+    closed = []
+    for run in client.search_runs([exp.experiment_id], query, max_results=200):
+        tags = run.data.tags
+        if run.info.run_id == keep or tags.get("bertpipe.host") != socket.gethostname():
+            continue
+        pid = int(tags.get("bertpipe.pid", "0") or 0)
+        if pid and _alive(pid):
+            continue
+        client.set_tag(
+            run.info.run_id, "bertpipe.abandoned", "its flow process ended without ending it"
+        )
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    """End ``run_id`` as ``status`` (FINISHED, FAILED, KILLED)."""
+    _client().set_terminated(run_id, status)
 
 
 def log_to_run(
@@ -291,11 +460,15 @@ def log_to_run(
         client.set_terminated(run_id, "FINISHED")
 
 
-def start_pipeline_run(experiment: str, params: dict | None = None) -> str:
+def start_pipeline_run(
+    experiment: str, params: dict | None = None, links: dict[str, str] | None = None
+) -> str:
     """A new parent run for one orchestrated pipeline run (the flow passes its id to the
     stages as ``BERTPIPE_PIPELINE_RUN_ID``)."""
     client = _client()
-    run_id = _new_pipeline_run(client, experiment, {"bertpipe.orchestrator": "prefect"})
+    tags = {"bertpipe.orchestrator": "prefect", **(links or {})}
+    preset = str((params or {}).get("preset", ""))
+    run_id = _new_pipeline_run(client, experiment, tags, preset)
     for k, v in (params or {}).items():
         client.log_param(run_id, k, v)
     return run_id
@@ -306,18 +479,48 @@ def run_url(run_id: str) -> str:
     client = _client()
     exp_id = client.get_run(run_id).info.experiment_id
     base = tracking_uri() if tracking_uri().startswith("http") else "http://127.0.0.1:5000"
-    return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+    # workflowType: the machine-learning view of the run, not MLflow 3's GenAI "Evaluation"
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def pip_requirements() -> list[str]:
+    """What the logged pyfunc needs, pinned to this environment (bertpipe itself travels as
+    the model's code)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for pkg in (
+        "torch",
+        "tokenizers",
+        "safetensors",
+        "datasets",
+        "torchmetrics",
+        "seqeval",
+        "pandas",
+        "numpy",
+        "pydantic",
+        "pyyaml",
+        "lightning",
+        "mlflow",
+    ):
+        try:
+            out.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def register_and_promote(
     run_id: str,
+    model_uri: str,
     model_dir: str | Path,
     name: str,
     metric: str,
     value: float,
     alias: str = "champion",
 ) -> dict:
-    """Register ``model_dir`` (logged to ``run_id``) as a new version of ``name``; move ``alias``
+    """Register ``model_uri`` (``model_dir`` logged to ``run_id`` as an MLflow Model,
+    ``inference.pyfunc_model.log_model``) as a new version of ``name``; move ``alias``
     to it only if ``value`` beats the current holder's ``metric`` (higher is better).
 
     Returns ``{"version", "promoted", "previous"}``.
@@ -325,17 +528,25 @@ def register_and_promote(
     from mlflow.exceptions import MlflowException
 
     client = _client()
-    artifact_path = f"registered/{name}"
-    client.log_artifacts(run_id, str(model_dir), artifact_path)
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name)
+    stage = (
+        stage_of(Path(model_dir).resolve().relative_to(Path.cwd().resolve()))
+        if Path(model_dir).resolve().is_relative_to(Path.cwd().resolve())
+        else None
+    )
+    commit = git_commit()
     version = client.create_model_version(
         name,
-        f"runs:/{run_id}/{artifact_path}",
+        model_uri,
         run_id=run_id,
-        tags={metric: str(value), **dvc_hashes()},
+        tags={
+            metric: str(value),
+            **(stage_lock_hashes(stage) if stage else {}),
+            **({"git_commit": commit} if commit else {}),
+        },
     )
     try:
         current = client.get_model_version_by_alias(name, alias)

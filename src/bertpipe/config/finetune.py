@@ -77,7 +77,10 @@ class UserTaskConfig(Section):
     train: str
     """Training file (csv, tsv, jsonl; CoNLL for token_classification)."""
     dev: str
-    """Dev file, same format; the reported scores are on it."""
+    """Dev file, same format: it picks the epoch kept, and its scores are reported."""
+    test: str | None = None
+    """Test file, same format (optional): scored once with the kept epoch's weights and reported
+    beside dev as ``test_<metric>``; never used for selection."""
     format: Literal["auto", "csv", "tsv", "jsonl", "conll"] = "auto"
     """File format; ``auto`` picks by extension (.csv, .tsv, .jsonl; anything else with token_classification is CoNLL)."""
     text_a: str = "sentence"

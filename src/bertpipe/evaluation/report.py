@@ -220,12 +220,17 @@ def _compute_plot(
     return "score_vs_compute.png"
 
 
+ATTENTION_PAIR = ("the man went to the store .", "he bought a gallon of milk .")
+"""The fixed sentence pair of the report's attention picture (the BERT paper's NSP example)."""
+
+
 def build_report(
     finetune_metrics: list[Path],
     pretrain_metrics: Path | None,
     curves_dir: Path | None,
     model_size: str,
     out_dir: str | Path,
+    bert_dir: Path | None = None,
 ) -> dict:
     """Write ``out_dir/{report.md, metrics.json, plots/*.png}``; return the metrics dict.
 
@@ -389,6 +394,17 @@ def build_report(
         "![pretraining](plots/pretrain_curves.png)",
         "",
     ]
+    has_bert = bert_dir is not None and (bert_dir / "config.json").exists()
+    if has_bert:
+        lines += [
+            "## Attention of the pretrained BERT",
+            "",
+            f'Every head of every layer on the pair "{ATTENTION_PAIR[0]}" / '
+            f'"{ATTENTION_PAIR[1]}" (query tokens down, keys across; `bertpipe attention`).',
+            "",
+            "![attention](plots/attention.png)",
+            "",
+        ]
     if sources or rows:
         lines += ["## Sources", ""] + [f"[{n}] {src}" for src, n in sources.items()]
         lines += [f"[C] {COLLOBERT}", ""]
@@ -402,6 +418,11 @@ def build_report(
     with atomic_dir(out_dir / "plots") as tmp:
         _plots(rows, labels, curves, tmp)
         _compute_plot(rows, labels, families, tmp)
+        if has_bert and bert_dir is not None:
+            from bertpipe.inference.attention import attention, plot
+
+            tokens, probs = attention(bert_dir, *ATTENTION_PAIR)
+            plot(tokens, probs, tmp / "attention.png", " ".join(tokens))
     write_json(out_dir / "metrics.json", metrics)
     atomic_write_text(out_dir / "report.md", "\n".join(lines))
     return metrics

@@ -27,8 +27,9 @@ Deviations from the original BERT, all deliberate:
   2026-11-22);
 * GELU is the exact erf form (as in Hugging Face), not the tanh approximation of
   the original TensorFlow code;
-* the encoder returns only the last layer (no per-layer hidden states or
-  attention maps), and there is no cross-attention or KV cache (encoder only).
+* the encoder returns the last layer and, with ``output_attentions=True``, each layer's
+  attention probabilities (then computed explicitly; off, the SDPA path is unchanged); no
+  per-layer hidden states, no cross-attention or KV cache (encoder only).
 """
 
 from __future__ import annotations
@@ -170,7 +171,11 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(c.hidden_size, c.hidden_size)
         self.dropout_p = c.attention_probs_dropout_prob
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, attentions: list | None = None
+    ) -> torch.Tensor:
+        """``attentions``, when given, receives this layer's probabilities (B, nh, T, T), computed
+        explicitly (before dropout); without it the fused SDPA path runs, untouched."""
         B, T, H = x.shape
         hs = H // self.n_head
 
@@ -179,7 +184,11 @@ class BertSelfAttention(nn.Module):
 
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         p = self.dropout_p if self.training else 0.0
-        if p and x.device.type == "cpu":
+        if attentions is not None:
+            probs = attention_probs(q, k, mask)  # (B, nh, T, T)
+            attentions.append(probs)
+            y = dropout(probs, p, self.training) @ v  # (B, nh, T, hs)
+        elif p and x.device.type == "cpu":
             y = explicit_attention(q, k, v, mask, p)  # (B, nh, T, hs)
         else:
             y = F.scaled_dot_product_attention(
@@ -192,10 +201,15 @@ def explicit_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float
 ) -> torch.Tensor:
     """SDPA's math spelled out, with our CPU dropout on the probabilities (see the module docstring)."""
+    return dropout(attention_probs(q, k, mask), p, True) @ v  # (B, nh, T, hs)
+
+
+def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) over the keys a query may attend to: (B, nh, T, T)."""
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, T, T)
     if mask is not None:
         att = att.masked_fill(~mask, float("-inf"))
-    return dropout(att.softmax(-1), p, True) @ v  # (B, nh, T, hs)
+    return att.softmax(-1)
 
 
 class BertOutput(nn.Module):
@@ -217,8 +231,10 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(c)
         self.output = BertOutput(c, c.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.self(x, mask), x)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, attentions: list | None = None
+    ) -> torch.Tensor:
+        return self.output(self.self(x, mask, attentions), x)
 
 
 class BertIntermediate(nn.Module):
@@ -241,8 +257,10 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(c)
         self.output = BertOutput(c, c.intermediate_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        a = self.attention(x, mask)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, attentions: list | None = None
+    ) -> torch.Tensor:
+        a = self.attention(x, mask, attentions)
         return self.output(self.intermediate(a), a)
 
 
@@ -251,9 +269,11 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(c) for _ in range(c.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, attentions: list | None = None
+    ) -> torch.Tensor:
         for layer in self.layer:
-            x = layer(x, mask)
+            x = layer(x, mask, attentions)
         return x
 
 
@@ -274,6 +294,8 @@ class BertOutputs:
     """(B, T, H)"""
     pooler_output: torch.Tensor | None
     """(B, H)"""
+    attentions: tuple[torch.Tensor, ...] | None = None
+    """With ``output_attentions``: per layer the attention probabilities, (B, nh, T, T)."""
 
 
 class BertPreTrainedModel(nn.Module):
@@ -340,14 +362,17 @@ class BertModel(BertPreTrainedModel):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
     ) -> BertOutputs:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask = None
         if attention_mask is not None:
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend
-        h = self.encoder(self.embeddings(input_ids, token_type_ids), mask)
-        return BertOutputs(h, self.pooler(h) if self.pooler is not None else None)
+        attentions: list | None = [] if output_attentions else None
+        h = self.encoder(self.embeddings(input_ids, token_type_ids), mask, attentions)
+        pooled = self.pooler(h) if self.pooler is not None else None
+        return BertOutputs(h, pooled, tuple(attentions) if attentions is not None else None)
 
 
 class BertPredictionHeadTransform(nn.Module):

@@ -178,6 +178,11 @@ class ELMoForPreTraining(nn.Module):
             (f_loss + b_loss) / 2, f_loss, b_loss, f_logits, f_targets, b_logits, b_targets
         )
 
+    def next_token_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, V): the forward LM's prediction after each row's last token (rows unpadded)."""
+        _, fwd, _ = self.bilm(input_ids, torch.ones_like(input_ids))
+        return self.bilm.logits(fwd[-1][:, -1])
+
 
 class ScalarMix(nn.Module):
     """gamma * sum_j softmax(s)_j h_j: starts uniform (s = 0) with gamma = 1."""

@@ -233,6 +233,10 @@ class GPTLMHeadModel(nn.Module):
         )
         return LMOutputs(loss, logits, targets)
 
+    def next_token_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, V): the prediction after each row's last token (rows unpadded)."""
+        return self.transformer.lm_logits(self.transformer.hidden_states(input_ids)[:, -1])
+
 
 class GPTForSequenceClassification(SequenceHead):
     def __init__(self, config: GPTConfig):

@@ -8,8 +8,8 @@ owns only what they share: argument parsing and logging set-up.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
+
+from bertpipe.errors import configure_logging
 
 
 def parse_args(description: str, *paths: tuple[str, str]) -> argparse.Namespace:
@@ -21,8 +21,5 @@ def parse_args(description: str, *paths: tuple[str, str]) -> argparse.Namespace:
     for name, help_text in paths:
         parser.add_argument(f"--{name}", required=True, help=help_text)
     args = parser.parse_args()
-    logging.basicConfig(
-        level=os.environ.get("BERTPIPE_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging()
     return args

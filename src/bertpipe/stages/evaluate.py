@@ -1,4 +1,5 @@
-"""Stage ``evaluate``: fine-tuning summaries + pretraining metrics -> report.md, metrics.json, PNG plots, MLflow."""
+"""Stage ``evaluate``: fine-tuning summaries + pretraining metrics -> report.md, index.html,
+metrics.json, PNG plots, MLflow."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from bertpipe import tracking
 from bertpipe.config import load_params
 from bertpipe.errors import MissingInputError, run_main
+from bertpipe.evaluation.html_report import write_html
 from bertpipe.evaluation.report import build_report
 from bertpipe.stages import parse_args
 
@@ -32,9 +34,15 @@ def main() -> None:
             f"evaluate: no fine-tuning results {missing}; run the finetune stages first (dvc repro)"
         )
     metrics = build_report(
-        files, Path(args.pretrain_metrics), Path(args.curves), params.model.bert.size, args.out
+        files,
+        Path(args.pretrain_metrics),
+        Path(args.curves),
+        params.model.bert.size,
+        args.out,
+        Path(args.pretrained) / "bert",
     )
     parent = tracking.pipeline_run(params.tracking.experiment, args.pretrained)
+    write_html(args.out, "bertpipe report", {"MLflow pipeline run": tracking.run_url(parent)})
     tracking.log_to_run(
         parent,
         metrics={f"glue_average/{k}": v for k, v in metrics["glue_average"].items()},

@@ -21,17 +21,102 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from bertpipe.labels import IGNORE_INDEX
-from bertpipe.tasks import user
+from bertpipe.tasks import inputs, user
 from bertpipe.tasks.evaluators import SequenceEvaluator, SquadEvaluator, TokenEvaluator
 
 if TYPE_CHECKING:
     from bertpipe.config import FinetuneHParams, UserTaskConfig
     from bertpipe.tasks.spec import TaskSpec
+
+
+class PredictionCollector:
+    """One prediction pass: ``add`` takes a batch and its logits and returns the records it can
+    already give (in input order); ``finish`` returns the rest (QA decodes at the end)."""
+
+    def add(self, batch: dict, logits: torch.Tensor) -> list[dict]:
+        return []
+
+    def finish(self) -> list[dict]:
+        return []
+
+
+class _SequenceCollector(PredictionCollector):
+    def __init__(self, labels: tuple[str, ...] | None):
+        self.labels = labels
+
+    def add(self, batch: dict, logits: torch.Tensor) -> list[dict]:
+        logits = logits.detach().float().cpu()
+        if self.labels is None:  # regression
+            return [{"score": float(v)} for v in logits.squeeze(-1).tolist()]
+        probs = logits.softmax(-1)
+        return [
+            {
+                "label": self.labels[int(p.argmax())],
+                "probabilities": {
+                    n: round(float(v), 6) for n, v in zip(self.labels, p, strict=True)
+                },
+            }
+            for p in probs
+        ]
+
+
+class _TokenCollector(PredictionCollector):
+    def __init__(self, labels: tuple[str, ...], rows: list[dict]):
+        self.labels, self.rows, self.done = labels, rows, 0
+
+    def add(self, batch: dict, logits: torch.Tensor) -> list[dict]:
+        out = []
+        preds, firsts = logits.argmax(-1).cpu(), batch["labels"].cpu() != IGNORE_INDEX
+        for p, keep in zip(preds, firsts, strict=True):
+            words = self.rows[self.done]["tokens"]
+            tags: list[str | None] = [self.labels[i] for i in p[keep].tolist()]
+            # words past max_length have no sub-word in the model's input: no tag
+            out.append({"tokens": words, "tags": tags + [None] * (len(words) - len(tags))})
+            self.done += 1
+        return out
+
+
+class _SpanCollector(PredictionCollector):
+    def __init__(self, spec: TaskSpec, encoded: Encoded, hp: FinetuneHParams):
+        self.features, self.rows, self.offsets = encoded.context
+        self.hp, self.unanswerable = hp, spec.unanswerable
+        self.logits: dict[int, Any] = {}
+
+    def add(self, batch: dict, logits: torch.Tensor) -> list[dict]:
+        spans = logits.detach().float().cpu().numpy()
+        for f, row in zip(batch["feature"].tolist(), spans, strict=True):
+            self.logits[f] = row[: len(self.features[f]["input_ids"])]
+        return []
+
+    def finish(self) -> list[dict]:
+        from bertpipe.tasks import squad
+
+        order = sorted(self.logits)
+        found: dict[str, tuple[int, float]] = {}
+        answers, null_diff = squad.decode(
+            [self.features[f] for f in order],
+            [self.logits[f][:, 0] for f in order],
+            [self.logits[f][:, 1] for f in order],
+            self.rows,
+            self.offsets,
+            n_best=self.hp.n_best,
+            max_answer_length=self.hp.max_answer_length,
+            spans=found,
+        )
+        out = []
+        for row in self.rows:
+            start, score = found[row["id"]]
+            record = {"id": row["id"], "answer": answers[row["id"]], "start": start, "score": score}
+            if self.unanswerable:
+                record["no_answer_score"] = null_diff[row["id"]]
+            out.append(record)
+        return out
 
 
 @dataclass
@@ -90,6 +175,29 @@ class TaskKind(ABC):
     @abstractmethod
     def evaluator(self, spec: TaskSpec, dev: Encoded, hp: FinetuneHParams):
         """The dev-set evaluator (``tasks/evaluators.py``), which also decodes predictions."""
+
+    @abstractmethod
+    def read_inputs(self, path: Path, spec: TaskSpec) -> tuple[list[dict], bool]:
+        """A prediction file (``tasks/inputs.py``) as rows in the kind's schema, and whether it
+        holds gold labels (rows without them get placeholders the metrics never see)."""
+
+    @abstractmethod
+    def collector(
+        self, spec: TaskSpec, rows: list[dict], encoded: Encoded, hp: FinetuneHParams
+    ) -> PredictionCollector:
+        """Turns a prediction pass's logits into output records (``bertpipe predict``)."""
+
+    def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
+        """Examples longer than ``max_length`` tokens (cut to it when encoded)."""
+        tok = copy.deepcopy(tok)
+        tok.no_padding()
+        tok.no_truncation()
+        texts = (
+            ds["text_a"]
+            if "text_b" not in ds.column_names
+            else list(zip(ds["text_a"], ds["text_b"], strict=True))
+        )
+        return sum(len(e.ids) > hp.max_length for e in tok.encode_batch(texts))
 
     @staticmethod
     def _tokenizer(tok, hp: FinetuneHParams):
@@ -162,6 +270,37 @@ class SequenceClassification(FromUserFiles):
             lambda preds: [labels[i] for i in preds.tolist()],
         )
 
+    def read_inputs(self, path: Path, spec: TaskSpec) -> tuple[list[dict], bool]:
+        rows, gold = [], True
+        for line_no, row in inputs.table_rows(path, spec.columns, spec.file_names):
+            where = f"{path}:{line_no}"
+            for key in ("text_a", "text_b"):
+                if key in row and not isinstance(row[key], str):
+                    raise user.TaskDataError(f"{where}: {key} is not text")
+            gold = gold and "label" in row and row["label"] not in ("", None)
+            rows.append({**row, "label": self._gold(row.get("label"), spec, where) if gold else 0})
+        if not gold:
+            for r in rows:
+                r["label"] = self._placeholder
+        return rows, gold
+
+    _placeholder: Any = 0
+
+    def _gold(self, value, spec: TaskSpec, where: str) -> Any:
+        labels = list(spec.labels or ())
+        if str(value) in labels:
+            return labels.index(str(value))
+        if str(value).lstrip("-").isdigit() and 0 <= int(value) < len(labels):
+            return int(value)
+        raise user.TaskDataError(
+            f"{where}: label {value!r} is not one of the model's labels {labels} (or their index)"
+        )
+
+    def collector(
+        self, spec: TaskSpec, rows: list[dict], encoded: Encoded, hp: FinetuneHParams
+    ) -> PredictionCollector:
+        return _SequenceCollector(spec.labels)
+
     def user_rows(
         self, path, fmt: str, name: str, ucfg: UserTaskConfig
     ) -> Iterator[tuple[int, dict]]:
@@ -196,6 +335,14 @@ class Regression(SequenceClassification):
 
     def head_config(self, spec: TaskSpec) -> dict:
         return {"id2label": {"0": "score"}, "problem_type": self.problem_type}
+
+    _placeholder = 0.0
+
+    def _gold(self, value, spec: TaskSpec, where: str) -> Any:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise user.TaskDataError(f"{where}: score {value!r} is not a number") from None
 
     def evaluator(self, spec: TaskSpec, dev: Encoded, hp: FinetuneHParams) -> SequenceEvaluator:
         return SequenceEvaluator(
@@ -251,6 +398,35 @@ class TokenClassification(FromUserFiles):
 
     def evaluator(self, spec: TaskSpec, dev: Encoded, hp: FinetuneHParams) -> TokenEvaluator:
         return TokenEvaluator(spec.metrics, spec.labels or ())
+
+    def read_inputs(self, path: Path, spec: TaskSpec) -> tuple[list[dict], bool]:
+        index = {t: i for i, t in enumerate(spec.labels or ())}
+        rows = list(inputs.conll_rows(path, *spec.conll_columns))
+        gold = bool(rows) and all("tags" in r for _, r in rows)
+        out = []
+        for line_no, r in rows:
+            if not gold:
+                out.append({"tokens": r["tokens"], "tags": [0] * len(r["tokens"])})
+                continue
+            bad = next((t for t in r["tags"] if t not in index), None)
+            if bad is not None:
+                raise user.TaskDataError(
+                    f"{path}:{line_no}: tag {bad!r} is not one of the model's tags {list(index)}"
+                )
+            out.append({"tokens": r["tokens"], "tags": [index[t] for t in r["tags"]]})
+        return out, gold
+
+    def collector(
+        self, spec: TaskSpec, rows: list[dict], encoded: Encoded, hp: FinetuneHParams
+    ) -> PredictionCollector:
+        return _TokenCollector(spec.labels or (), rows)
+
+    def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
+        encoded = self.encode(tok, ds, hp, train=False).rows
+        return sum(
+            sum(t != IGNORE_INDEX for t in e["tags"]) < len(words)
+            for e, words in zip(encoded, ds["tokens"], strict=True)
+        )
 
     def user_rows(
         self, path, fmt: str, name: str, ucfg: UserTaskConfig
@@ -313,6 +489,23 @@ class ExtractiveQA(TaskKind):
             if key in rows[0]:
                 batch[key] = torch.tensor([r[key] for r in rows])
         return batch
+
+    def read_inputs(self, path: Path, spec: TaskSpec) -> tuple[list[dict], bool]:
+        rows = [r for _, r in inputs.qa_rows(path)]
+        answered = sum(bool(r["answers"]["text"]) for r in rows)
+        # v2.0 files mark unanswerable questions by an empty answer list
+        return rows, bool(rows) and (answered == len(rows) or (spec.unanswerable and answered > 0))
+
+    def collector(
+        self, spec: TaskSpec, rows: list[dict], encoded: Encoded, hp: FinetuneHParams
+    ) -> PredictionCollector:
+        return _SpanCollector(spec, encoded, hp)
+
+    def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
+        from bertpipe.tasks import squad
+
+        questions = tok.encode_batch(ds["question"], add_special_tokens=False)
+        return sum(len(q.ids) > squad.MAX_QUERY_TOKENS for q in questions)
 
     def evaluator(self, spec: TaskSpec, dev: Encoded, hp: FinetuneHParams) -> SquadEvaluator:
         feats, rows, offsets = dev.context

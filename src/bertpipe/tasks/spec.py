@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from bertpipe.config import GLUE_TASKS, SQUAD_TASKS, TAGGING_TASKS, FinetuneConfig, UserTaskConfig
@@ -51,7 +51,15 @@ class TaskSpec:
     origin: str = ""
     """Where the data comes from, for the report."""
     extra_dev: tuple[str, ...] = ()
-    """Further dev splits scored with the best model, metrics prefixed by the split (MNLI mismatched)."""
+    """Further splits scored with the best model, metrics prefixed by the split (MNLI mismatched,
+    a user task's ``test``); never used to pick the epoch."""
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Where a file for ``bertpipe predict`` holds each input: internal name (``text_a``,
+    ``text_b``, ``label``) -> the column names accepted (the task's own first)."""
+    file_names: tuple[str, ...] | None = None
+    """Column names of the task's header-less files (CoLA's TSVs)."""
+    conll_columns: tuple[int, int] = (0, -1)
+    """CoNLL files: the word's and the tag's column."""
 
     @property
     def selection_metric(self) -> str:
@@ -73,6 +81,12 @@ def _glue(name: str) -> TaskSpec:
         return ds.select_columns([*cols, "label"]).rename_columns(cols)
 
     kind = KINDS["regression" if task.labels is None else "classification"]
+    hub = {
+        "text_a": task.text_a,
+        "label": "label",
+        **({"text_b": task.text_b} if task.text_b else {}),
+    }
+    mirror = {v: k for k, v in task.mirror_columns.items()}
     return TaskSpec(
         name,
         kind,
@@ -81,6 +95,8 @@ def _glue(name: str) -> TaskSpec:
         load,
         origin=f"GLUE {name}",
         extra_dev=("dev_mismatched",) if name == "mnli" else (),
+        columns={k: tuple(dict.fromkeys((c, mirror.get(c, c), k))) for k, c in hub.items()},
+        file_names=task.names,
     )
 
 
@@ -120,7 +136,20 @@ def _user(name: str, ucfg: UserTaskConfig, origin: str | None = None) -> TaskSpe
     def load(split: str):
         return user.load_split(name, ucfg, split, labels, kind)
 
-    return TaskSpec(name, kind, labels, metrics, load, origin=origin or f"user task ({ucfg.train})")
+    columns = {"text_a": ucfg.text_a, "label": ucfg.label}
+    if ucfg.text_b is not None:
+        columns["text_b"] = ucfg.text_b
+    return TaskSpec(
+        name,
+        kind,
+        labels,
+        metrics,
+        load,
+        origin=origin or f"user task ({ucfg.train})",
+        extra_dev=("test",) if ucfg.test is not None else (),
+        columns={k: tuple(dict.fromkeys((c, k))) for k, c in columns.items()},
+        conll_columns=(ucfg.token_column, ucfg.tag_column),
+    )
 
 
 def _tagging(name: str) -> TaskSpec:

@@ -153,15 +153,17 @@ def decode(
     *,
     n_best: int,
     max_answer_length: int,
+    spans: dict[str, tuple[int, float]] | None = None,
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Best answer text per question id, and its no-answer score (null minus best span; v2.0).
 
     ``start_logits``/``end_logits`` are per feature (numpy arrays of the feature's
     length); ``context_offsets[example]`` are the context tokens' character offsets.
+    ``spans``, when given, receives each answer's character start and score (start + end logit).
     """
     import numpy as np
 
-    best: dict[int, tuple[float, str]] = {}
+    best: dict[int, tuple[float, str, int]] = {}
     null: dict[int, float] = {}
     for f, st, en in zip(features, start_logits, end_logits):
         ex, off0, w0 = f["example"], f["context_offset"], f["window_start"]
@@ -177,12 +179,15 @@ def decode(
                     continue
                 score = float(ctx_st[s] + ctx_en[e])
                 if ex not in best or score > best[ex][0]:
-                    text = rows[ex]["context"][offsets[w0 + s][0] : offsets[w0 + e][1]]
-                    best[ex] = (score, text)
+                    first = offsets[w0 + s][0]
+                    text = rows[ex]["context"][first : offsets[w0 + e][1]]
+                    best[ex] = (score, text, first)
     predictions, null_diff = {}, {}
     for ex, row in enumerate(rows):
-        score, text = best.get(ex, (-np.inf, ""))
+        score, text, first = best.get(ex, (-np.inf, "", -1))
         predictions[row["id"]] = text
+        if spans is not None:
+            spans[row["id"]] = (first, score)
         null_diff[row["id"]] = (
             float(null.get(ex, 0.0) - score) if np.isfinite(score) else float("inf")
         )

@@ -33,6 +33,7 @@ from bertpipe.data.catalog import DatasetUnavailable
 from bertpipe.data.tokenizer import copy_tokenizer_files
 from bertpipe.errors import InputError
 from bertpipe.models.registry import checkpoint_family, get_family
+from bertpipe.tasks.card import write_card
 from bertpipe.tasks.spec import TaskSpec, resolve_task
 from bertpipe.training.console import quiet_known_noise
 from bertpipe.training.finetuning_data import TaskDataModule
@@ -49,6 +50,62 @@ from bertpipe.training.starting_points import (
 from bertpipe.training.step_axis import scores
 
 log = logging.getLogger("bertpipe.finetuning")
+
+
+class EpochLog(L.Callback):
+    """Each epoch's dev scores and mean training loss, logged as they come (``bertpipe finetune``
+    shows progress) and kept for the result (which epoch was kept, and the others)."""
+
+    def __init__(self, name: str, key: str, epochs: int):
+        self.name, self.key, self.total = name, key, epochs
+        self.epochs: list[dict] = []
+        self._losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self._losses.append(float(loss))
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the module logged val/*
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        dev = {
+            k.removeprefix("val/"): round(float(v), 4)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/")
+        }
+        train_loss = sum(self._losses) / len(self._losses) if self._losses else float("nan")
+        self._losses = []
+        self.epochs.append({"epoch": len(self.epochs) + 1, "train_loss": train_loss, "dev": dev})
+        log.info(
+            "%s: epoch %d/%d train loss %.4f, dev %s",
+            self.name,
+            len(self.epochs),
+            self.total,
+            train_loss,
+            ", ".join(f"{k} {v:.2f}" for k, v in dev.items()),
+        )
+
+    def best(self) -> dict:
+        """The epoch ModelCheckpoint kept: the first with the highest selection metric."""
+        metric = self.key.removeprefix("val/")
+        return max(self.epochs, key=lambda e: (e["dev"].get(metric, float("-inf")), -e["epoch"]))
+
+
+def task_inputs(spec: TaskSpec, dm: TaskDataModule) -> list[dict]:
+    """A fine-tuning run's lineage: the examples it trained and was scored on, by the
+    ``datasets`` content fingerprint of exactly those rows, with their counts."""
+    contexts = {"train": "training", "dev": "validation"}
+    return [
+        {
+            "name": f"{spec.name}/{split}",
+            "source": spec.origin or spec.name,
+            "digest": dm.fingerprints[split],
+            "rows": used,
+            "context": contexts.get(split, split),
+        }
+        for split, (used, _) in dm.sizes.items()
+    ]
 
 
 def finetune_once(
@@ -78,6 +135,21 @@ def finetune_once(
     checkpoint, tok, tok_dir = starting_point(init, pretrained_dir, tokenizer_dir)
     dm = TaskDataModule(spec, tok, hp, seed)
     dm.setup()
+    for split, key in (("train", "max_train_examples"), ("dev", "max_eval_examples")):
+        used, total = dm.sizes[split]
+        if used < total:
+            how = "a fixed random subset (seed 0)" if split == "train" else "the first rows"
+            log.warning(
+                "%s: %s on %d of the %d %s examples, %s (finetune.hparams.%s, or --%s; null = all)",
+                spec.name,
+                "training" if split == "train" else "scoring",
+                used,
+                total,
+                split,
+                how,
+                key,
+                key.replace("_", "-"),
+            )
     model, family = build_task_model(spec, init, checkpoint, model_cfg, tok, finetune_cfg)
     if model.config.vocab_size < tok.get_vocab_size():
         raise InputError(
@@ -104,6 +176,9 @@ def finetune_once(
         save_weights_only=True,
         enable_version_counter=False,
     )
+    epochs_seen = EpochLog(f"{spec.name}/{init_label(init)}/seed{seed}", key, hp.epochs)
+    if logger is not None:
+        tracking.log_inputs(logger.run_id, task_inputs(spec, dm))
     # Gradient norm clipped at 1.0: BERT's fine-tuning recipe and transformers' Trainer default.
     trainer = L.Trainer(
         max_epochs=hp.epochs,
@@ -112,7 +187,7 @@ def finetune_once(
         gradient_clip_val=1.0,
         precision=resolve_precision(precision, accelerator),
         logger=logger or False,
-        callbacks=[best],
+        callbacks=[best, epochs_seen],
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -120,8 +195,11 @@ def finetune_once(
         default_root_dir=str(work_dir),
     )
     started = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    with tracking.system_metrics(logger):
+        trainer.fit(module, datamodule=dm)
     fit_seconds = time.perf_counter() - started
+    kept = epochs_seen.best()
+    log.info("%s: kept epoch %d of %d (best %s)", epochs_seen.name, kept["epoch"], hp.epochs, key)
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     metrics = {
@@ -153,6 +231,7 @@ def finetune_once(
         with atomic_dir(save_model_to) as tmp:
             family.save(model, tmp)
             copy_tokenizer_files(tok_dir, tmp)
+            write_card(tmp, spec, hp, resolve_precision(precision, accelerator))
     shutil.rmtree(work_dir / "ckpt", ignore_errors=True)
     return {
         "task": spec.name,
@@ -166,6 +245,8 @@ def finetune_once(
         "skipped_rows": dm.skipped,
         "fit_seconds": fit_seconds,
         "fit_examples_per_s": len(dm.train.rows) * hp.epochs / fit_seconds,
+        "epochs": epochs_seen.epochs,
+        "best_epoch": kept["epoch"],
         "predictions": predictions,
     }
 

@@ -30,13 +30,20 @@ class TaskDataModule(L.LightningDataModule):
         self.spec, self.tok, self.hp, self.seed = spec, tokenizer, hp, seed
         self.pad_id = tokenizer.token_to_id("[PAD]")
         self.skipped: dict[str, int] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}
+        """split -> (examples used, examples in the split)"""
+        self.fingerprints: dict[str, str] = {}
+        """split -> the ``datasets`` content fingerprint of the examples used"""
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train"):
             return
         train = self.spec.load("train")
+        self.sizes["train"] = (len(train), len(train))
         if self.hp.max_train_examples is not None and self.hp.max_train_examples < len(train):
             train = train.shuffle(seed=0).select(range(self.hp.max_train_examples))
+            self.sizes["train"] = (len(train), self.sizes["train"][1])
+        self.fingerprints["train"] = train._fingerprint
         self.train = self._encode(train, train=True)
         self.dev = self.encode_dev("dev")
         if not self.train.rows:
@@ -51,8 +58,11 @@ class TaskDataModule(L.LightningDataModule):
     def encode_dev(self, split: str) -> Encoded:
         """A dev split (``dev``, or an extra one such as MNLI's ``dev_mismatched``), encoded."""
         dev = self.spec.load(split)
+        self.sizes[split] = (len(dev), len(dev))
         if self.hp.max_eval_examples is not None and self.hp.max_eval_examples < len(dev):
             dev = dev.select(range(self.hp.max_eval_examples))
+            self.sizes[split] = (len(dev), self.sizes[split][1])
+        self.fingerprints[split] = dev._fingerprint
         return self._encode(dev, train=False)
 
     def loader(self, rows: list[dict], shuffle: bool = False) -> DataLoader:

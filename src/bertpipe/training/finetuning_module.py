@@ -31,7 +31,7 @@ class FinetuningModule(FusedAdamWClipping):
     ):
         super().__init__()
         self.model, self.evaluator = model, evaluator
-        self.save_hyperparameters(ignore=["model", "evaluator"])
+        self.save_hyperparameters(ignore=["model", "evaluator"], logger=False)  # the run logs them
 
     def forward(self, batch: dict):
         targets = {k: batch[k] for k in self.TARGETS if k in batch}

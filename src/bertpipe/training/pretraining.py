@@ -38,6 +38,7 @@ from bertpipe.training.callbacks import (
 )
 from bertpipe.training.checkpoints import fingerprint, latest_checkpoint, prepare_checkpoint_dir
 from bertpipe.training.console import quiet_known_noise
+from bertpipe.training.fingerprints import directory_identity
 from bertpipe.training.objectives import OBJECTIVES
 from bertpipe.training.precision import resolve_precision
 from bertpipe.training.pretraining_data import PretrainDataModule
@@ -101,6 +102,46 @@ def unigram_baseline(data_dir: Path, not_eligible: np.ndarray) -> float:
     counts = np.bincount(np.asarray(ids), minlength=len(not_eligible))[: len(not_eligible)]
     counts[not_eligible] = 0
     return float(counts.max() / counts.sum())
+
+
+def run_name(family: str, section) -> str:
+    """``pretrain FAMILY SIZE``: BERT's size name, else layers x width (``L4-H256``)."""
+    c = section.model_dump()
+    size = c.get("size") or "L{}-H{}".format(
+        c.get("n_layer", c.get("num_layers")), c.get("n_embd", c.get("hidden_size"))
+    )
+    return f"pretrain {family} {size}"
+
+
+def pretraining_inputs(data_dir: Path) -> list[dict]:
+    """The lineage of a pretraining run: the corpus and the pretraining arrays, by the md5s
+    ``dvc.lock`` records for them (their stages ran before this one), with row counts."""
+    from bertpipe.data.pretrain_format import PretrainArrays
+
+    digest = tracking.lock_out_md5(data_dir.as_posix()) or directory_identity(data_dir)[:32]
+    inputs: list[dict] = [
+        {
+            "name": f"pretrain_data/{split}",
+            "source": data_dir / split,
+            "digest": digest,
+            "rows": len(PretrainArrays(data_dir, split)),
+            "context": "training" if split == "train" else "validation",
+        }
+        for split in ("train", "valid")
+        if (data_dir / split).is_dir()
+    ]
+    corpus = tracking.lock_out_md5("data/corpus")
+    if corpus:
+        inputs.append(
+            {
+                "name": "corpus",
+                "source": "data/corpus",
+                "digest": corpus,
+                "rows": None,
+                "context": "source",
+            }
+        )
+    return inputs
 
 
 def run_pretraining(
@@ -229,7 +270,7 @@ def run_pretraining(
         run_id = None
     logger = tracking.make_logger(
         tracking_cfg.experiment,
-        f"pretrain/{family.name}",
+        run_name(family.name, section),
         run_id,
         {**tracking.run_tags("pretrain"), "bertpipe.family": family.name},
         run_id_origin=str(run_id_file),
@@ -238,6 +279,7 @@ def run_pretraining(
     n_parameters = sum(p.numel() for p in model.parameters())
     if trainer.is_global_zero:
         run_id_file.write_text(logger.run_id + "\n")
+        tracking.log_inputs(logger.run_id, pretraining_inputs(data_dir))
         logger.log_hyperparams(
             {
                 "family": family.name,
@@ -255,7 +297,8 @@ def run_pretraining(
             family.name,
             resume,
         )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    with tracking.system_metrics(logger if trainer.is_global_zero else None):
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     final = (
         scores(trainer.validate(module, datamodule=dm, verbose=False)[0])
         if dm.has_validation

@@ -52,7 +52,7 @@ class PretrainingModule(FusedAdamWClipping):
     ):
         super().__init__()
         self.model, self.objective = model, objective
-        self.save_hyperparameters(ignore=["model", "objective"])
+        self.save_hyperparameters(ignore=["model", "objective"], logger=False)  # the run logs them
         vocab = int(model.config.vocab_size)  # type: ignore[union-attr, arg-type]  # nn.Module attrs
         self.train_metrics = _metrics("train/", vocab, objective.terms())
         self.val_metrics = _metrics("val/", vocab, objective.terms())
