@@ -67,7 +67,7 @@ prefect-local: setup
 
 # The deployments of flows/prefect.yaml (weekly schedule, tiny-smoke, gpu) on that server.
 deploy: setup
-	BERTPIPE_WORKDIR=$(CURDIR) $(VENV)/bin/prefect --no-prompt deploy --all --prefect-file flows/prefect.yaml
+	BERTPIPE_WORKDIR=$(CURDIR) $(VENV)/bin/python -m flows.deploy
 
 bench-data: setup
 	$(VENV)/bin/python bench/data_stages.py

@@ -96,10 +96,13 @@ def ckpt(tmp_path):
         ("pretrain:\n  families: [bert, xlnet]\n", ["pretrain.families[1]", "'xlnet'"]),
         ("pretrain:\n  families: [bert, lstm]\n", ["pretrain.families[1]", "scratch:NAME"]),
         (
-            "pretrain:\n  families: [bert]\nfinetune:\n  inits: [pretrained, pretrained:gpt]\n",
+            "pretrain:\n  families: [bert]\nfinetune:\n  inits: [pretrained, 'pretrained:gpt']\n",
             ["finetune.inits[1]", "'pretrained:gpt' names a family that is not pretrained"],
         ),
-        ("finetune:\n  inits: [scratch:xlnet]\n", ["finetune.inits[0]", "unknown family 'xlnet'"]),
+        (
+            "finetune:\n  inits: ['scratch:xlnet']\n",
+            ["finetune.inits[0]", "unknown family 'xlnet'"],
+        ),
         (
             "pretrain:\n  budget: {tokens: 0}\n",
             ["pretrain.budget.tokens", "greater than or equal to 1"],

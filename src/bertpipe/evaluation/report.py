@@ -262,6 +262,7 @@ def build_report(
             "reference": None,
             "train_examples": None,
             "dev_examples": None,
+            "baseline": (s.get("constant_baseline") or {}).get(metric),
         }
         for label in labels:
             res = s["results"].get(label)
@@ -354,10 +355,14 @@ def build_report(
         "## Fine-tuning",
         "",
         f"Dev-set scores in percent: median over {'/'.join(map(str, seeds))} seeds, [min-max] below it. "
+        "Constant predictor: the score of always answering the training set's majority class "
+        "(regression: its mean; tagging: its most frequent tag). "
         "Published references are GLUE *test* scores (SQuAD: dev), from the source cited.",
         "",
-        "| task | metric | " + " | ".join(labels) + " | published | train / dev examples |",
-        "|---|---|" + "---|" * len(labels) + "---|---|",
+        "| task | metric | "
+        + " | ".join(labels)
+        + " | constant predictor | published | train / dev examples |",
+        "|---|---|" + "---|" * len(labels) + "---|---|---|",
     ]
     for r in rows:
         cells = []
@@ -368,10 +373,11 @@ def build_report(
         ref_cell = (
             f"{ref['score']:.1f} {ref['model']} ({ref['metric']}) [{ref['cite']}]" if ref else "-"
         )
+        base = f"{r['baseline']:.1f}" if r["baseline"] is not None else "-"
         lines.append(
             f"| {r['task']} | {r['metric']} | "
             + " | ".join(cells)
-            + f" | {ref_cell} | {r['train_examples']} / {r['dev_examples']} |"
+            + f" | {base} | {ref_cell} | {r['train_examples']} / {r['dev_examples']} |"
         )
     if glue_avg:
         lines += [

@@ -205,17 +205,17 @@ def for_folder(folder) -> tuple[PythonModel, Any]:
 
 def log_model(run_id: str, model_dir: str | Path, name: str) -> str:
     """``model_dir`` logged to ``run_id`` as an MLflow Model (``MLmodel``, pyfunc flavor,
-    signature, input example, the folder with its tokenizer as artifact ``model``, bertpipe's
-    code); its URI.
+    signature, input example, the folder with its tokenizer as artifact ``model``, pinned
+    requirements); its URI. Loading it needs bertpipe installed (``--env-manager local``): its
+    code is not copied in, since MLflow's loader would then re-import bertpipe from the copy in
+    the process that logs it.
 
-    A fine-tuned model predicts its task (``inference.TaskModel``); a pretrained
+    A fine-tuned model predicts its task (``TaskModel``); a pretrained
     BERT fills masks (``FillMaskModel``); other pretrained families give their next-token
     predictions (``NextTokenModel``).
     """
     import mlflow
     from mlflow.models import infer_signature
-
-    import bertpipe
 
     mlflow.set_tracking_uri(tracking.tracking_uri())
     python_model, example = for_folder(model_dir)
@@ -227,7 +227,6 @@ def log_model(run_id: str, model_dir: str | Path, name: str) -> str:
             name=name,
             python_model=type(python_model)(),
             artifacts={ARTIFACT: str(model_dir)},
-            code_paths=[str(Path(bertpipe.__file__).parent)],
             signature=signature,
             input_example=example,
             pip_requirements=tracking.pip_requirements(),

@@ -187,6 +187,11 @@ class TaskKind(ABC):
     ) -> PredictionCollector:
         """Turns a prediction pass's logits into output records (``bertpipe predict``)."""
 
+    def constant_logits(self, spec: TaskSpec, train: Encoded):
+        """The trivial predictor the report shows beside every score (the majority class, the
+        mean score, the most frequent tag): a function batch -> logits, or None (QA)."""
+        return None
+
     def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
         """Examples longer than ``max_length`` tokens (cut to it when encoded)."""
         tok = copy.deepcopy(tok)
@@ -300,6 +305,16 @@ class SequenceClassification(FromUserFiles):
         self, spec: TaskSpec, rows: list[dict], encoded: Encoded, hp: FinetuneHParams
     ) -> PredictionCollector:
         return _SequenceCollector(spec.labels)
+
+    def constant_logits(self, spec: TaskSpec, train: Encoded):
+        if spec.labels is None:  # regression: the training mean
+            mean = sum(r["label"] for r in train.rows) / len(train.rows)
+            return lambda batch: torch.full((batch["input_ids"].shape[0], 1), float(mean))
+        counts = torch.bincount(
+            torch.tensor([r["label"] for r in train.rows]), minlength=len(spec.labels)
+        )
+        onehot = torch.nn.functional.one_hot(counts.argmax(), len(spec.labels)).float()
+        return lambda batch: onehot.expand(batch["input_ids"].shape[0], -1)
 
     def user_rows(
         self, path, fmt: str, name: str, ucfg: UserTaskConfig
@@ -420,6 +435,13 @@ class TokenClassification(FromUserFiles):
         self, spec: TaskSpec, rows: list[dict], encoded: Encoded, hp: FinetuneHParams
     ) -> PredictionCollector:
         return _TokenCollector(spec.labels or (), rows)
+
+    def constant_logits(self, spec: TaskSpec, train: Encoded):
+        tags = torch.tensor([t for r in train.rows for t in r["tags"] if t != IGNORE_INDEX])
+        onehot = torch.nn.functional.one_hot(
+            torch.bincount(tags, minlength=len(spec.labels or ())).argmax(), len(spec.labels or ())
+        ).float()
+        return lambda batch: onehot.expand(*batch["input_ids"].shape, -1)
 
     def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
         encoded = self.encode(tok, ds, hp, train=False).rows

@@ -20,6 +20,7 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -90,6 +91,19 @@ class EpochLog(L.Callback):
         """The epoch ModelCheckpoint kept: the first with the highest selection metric."""
         metric = self.key.removeprefix("val/")
         return max(self.epochs, key=lambda e: (e["dev"].get(metric, float("-inf")), -e["epoch"]))
+
+
+def constant_baseline(spec: TaskSpec, dm: TaskDataModule, hp: FinetuneHParams) -> dict | None:
+    """The dev metrics of the kind's trivial predictor learned from the training rows (the
+    majority class, the mean score, the most frequent tag), by the task's own evaluator: what
+    "F1 80.4" is worth when always answering the same. None for QA."""
+    predict = spec.kind.constant_logits(spec, dm.train)
+    if predict is None:
+        return None
+    evaluator = spec.kind.evaluator(spec, dm.dev, hp)
+    for batch in dm.val_dataloader():
+        evaluator.update(batch, predict(batch))
+    return evaluator.compute()
 
 
 def task_inputs(spec: TaskSpec, dm: TaskDataModule) -> list[dict]:
@@ -288,7 +302,7 @@ def run_task(
     spec = resolve_task(task, cfg)
     hp = cfg.task_hparams_for(task)
     work_dir = Path(work_dir)
-    summary = {
+    summary: dict[str, Any] = {
         "task": task,
         "kind": spec.kind.name,
         "origin": spec.origin,
@@ -313,6 +327,10 @@ def run_task(
 
     parent = tracking.pipeline_run(tracking_cfg.experiment, pretrained_dir)
     results, best_by_init = {}, {}
+    baseline_tok, _, _ = starting_point(cfg.inits[0], pretrained_dir, tokenizer_dir)
+    data = TaskDataModule(spec, baseline_tok, hp, seed=0)
+    data.setup()
+    summary["constant_baseline"] = constant_baseline(spec, data, hp)
     shared = [
         task,
         hp.model_dump(mode="json"),
@@ -369,6 +387,9 @@ def run_task(
                         **hp.model_dump(mode="json"),
                         # the family's own rate, where finetune.<family>.learning_rate sets one
                         "learning_rate": family.learning_rate(cfg) or hp.learning_rate,
+                        # defaults worth seeing: bf16 autocast where the CPU has it, AdamW eps
+                        "precision": resolve_precision(cfg.precision, cfg.accelerator),
+                        "adam_epsilon": FinetuningModule.ADAM_EPSILON,
                     }
                 )
                 result = finetune_once(

@@ -18,6 +18,8 @@ class FinetuningModule(FusedAdamWClipping):
     """Fine-tuning of an injected task network with an injected evaluator (``tasks.evaluators``)."""
 
     TARGETS = ("labels", "start_positions", "end_positions")
+    ADAM_EPSILON = 1e-6
+    """AdamW's eps, as in BERT's fine-tuning code (transformers' Trainer uses 1e-8)."""
 
     def __init__(
         self,
@@ -70,7 +72,7 @@ class FinetuningModule(FusedAdamWClipping):
             h.learning_rate,
             h.weight_decay,
             (0.9, 0.999),
-            1e-6,
+            self.ADAM_EPSILON,
             h.warmup_steps,
             h.max_steps,
             fused=self._fused_adamw(),
