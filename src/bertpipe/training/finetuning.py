@@ -327,7 +327,7 @@ def run_task(
 
     parent = tracking.pipeline_run(tracking_cfg.experiment, pretrained_dir)
     results, best_by_init = {}, {}
-    baseline_tok, _, _ = starting_point(cfg.inits[0], pretrained_dir, tokenizer_dir)
+    _, baseline_tok, _ = starting_point(cfg.inits[0], pretrained_dir, tokenizer_dir)
     data = TaskDataModule(spec, baseline_tok, hp, seed=0)
     data.setup()
     summary["constant_baseline"] = constant_baseline(spec, data, hp)
