@@ -37,8 +37,9 @@ def git_commit() -> str | None:
 
 
 def stage_lock_hashes(stage: str, lock: str | Path = "dvc.lock") -> dict[str, str]:
-    """The md5 of ``stage``'s own deps and outs as ``dvc.lock`` records them (after it ran), as
-    tags ``dvc.dep.<path>`` / ``dvc.out.<path>``; params are the run's params, not tags."""
+    """The md5 of ``stage``'s own data/model deps and its outs as ``dvc.lock`` records them (after
+    it ran), as tags ``dvc.dep.<path>`` / ``dvc.out.<path>``; params are the run's params and
+    code is the git commit, not tags here."""
     path = Path(lock)
     if not path.exists():
         return {}
@@ -46,7 +47,8 @@ def stage_lock_hashes(stage: str, lock: str | Path = "dvc.lock") -> dict[str, st
     tags = {}
     for role in ("deps", "outs"):
         for item in entry.get(role, []):
-            if "md5" in item:
+            # the code deps are the git commit's (tagged too): only data and models here
+            if "md5" in item and not item["path"].startswith("src/"):
                 tags[f"dvc.{role[:-1]}.{item['path']}"] = item["md5"]
     return tags
 
