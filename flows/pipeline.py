@@ -43,7 +43,9 @@ from flows.stage_tasks import (
 )
 
 
-@task(task_run_name="register models")
+# log_prints off: dill (under datasets' fingerprinting) reads globals by capturing what
+# dis.dis prints, and Prefect's print capture would turn that into bytecode in the task log.
+@task(task_run_name="register models", log_prints=False)
 def promote(workdir: str, run_id: str) -> list[dict]:
     """Register every candidate model; ``champion`` moves only on a win."""
     from bertpipe import tracking
