@@ -201,7 +201,7 @@ def test_a_concurrent_dvc_repro_of_a_running_fan_out_stage_is_refused(tmp_path, 
 
     @flow
     def one():
-        return run_stage_concurrently("b@x", str(project))
+        return run_stage_concurrently("b@x", str(project), return_state=True).result()
 
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(one()))

@@ -341,7 +341,10 @@ def test_the_trained_models_predict_load_from_mlflow_and_serve(project, tmp_path
     assert rte.data.tags["dvc.out.metrics/finetune/rte.json"] == next(
         o["md5"] for o in lock["finetune@rte"]["outs"] if o["path"] == "metrics/finetune/rte.json"
     )
-    assert any(k.startswith("system/") for k in rte.data.metrics)
+    # system metrics: sampled every second while a run trains (a tiny fine-tuning run is
+    # shorter than that; the pretraining runs are not)
+    pretrain_runs = [r for r in runs if r.info.run_name.startswith("pretrain ")]
+    assert any(k.startswith("system/") for r in pretrain_runs for k in r.data.metrics)
     assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
     assert [r for r in runs if r.info.run_name.startswith("pipeline tiny ")]
 
@@ -363,7 +366,7 @@ def test_the_html_report_renders_in_a_real_browser(project, tmp_path):
     dom = subprocess.run(
         [*flags, "--dump-dom", alone.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout
-    assert dom.count("<table") >= 3 and "What each kind of pretraining bought" in dom
+    assert dom.count("<table") >= 2 and "What each kind of pretraining bought" in dom
     images = re.findall(r'<img[^>]+src="([^"]{0,30})', dom)
     assert len(images) >= 4 and all(src.startswith("data:image/png;base64,") for src in images)
     assert "attention" in dom and "workflowType=machine_learning" in dom
@@ -720,6 +723,7 @@ def _check_finetune_and_report(project, run_id):
     assert report.count("0.04 M tokens") >= 3 and "96.37" in report and "93.65" in report
     assert "BERT-Tiny (L2/H128)" in report and "Turc et al. (2019)" in report
     assert {p.name for p in (project / "reports/plots").iterdir()} == {
+        "attention.png",
         "finetune_scores.png",
         "pretrain_curves.png",
         "score_vs_compute.png",

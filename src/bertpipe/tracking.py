@@ -65,7 +65,7 @@ def lock_out_md5(path: str, lock: str | Path = "dvc.lock") -> str | None:
 
 
 @contextlib.contextmanager
-def system_metrics(logger, interval: float = 10.0):
+def system_metrics(logger, interval: float = 1.0):
     """CPU, memory (and GPU, where there is one) sampled into the run as ``system/*`` metrics
     while the block runs (MLflow's system metrics monitor)."""
     if logger is None or not getattr(logger, "run_id", None):
