@@ -375,7 +375,12 @@ def pipeline_run(experiment: str, pretrained_dir: str | Path | None) -> str:
     found = client.search_runs([exp_id], f"tags.`bertpipe.pipeline_key` = '{key}'", max_results=1)
     if found:
         return found[0].info.run_id
-    return _new_pipeline_run(client, experiment, {"bertpipe.pipeline_key": key})
+    run_id = _new_pipeline_run(client, experiment, {"bertpipe.pipeline_key": key})
+    # No process of a plain `dvc repro` knows when the repro ends (a targeted one may never
+    # reach evaluate): this parent only groups the stage runs, each with its own status, so it
+    # is ended at once rather than left RUNNING.
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def _new_pipeline_run(client, experiment: str, tags: dict[str, str], preset: str = "") -> str:
