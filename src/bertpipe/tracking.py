@@ -36,14 +36,19 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def lock_stages(lock: str | Path = "dvc.lock") -> dict[str, dict]:
+    """``dvc.lock``'s stage entries (empty when there is no lock yet)."""
+    path = Path(lock)
+    if not path.exists():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("stages") or {}
+
+
 def stage_lock_hashes(stage: str, lock: str | Path = "dvc.lock") -> dict[str, str]:
     """The md5 of ``stage``'s own data/model deps and its outs as ``dvc.lock`` records them (after
     it ran), as tags ``dvc.dep.<path>`` / ``dvc.out.<path>``; params are the run's params and
     code is the git commit, not tags here."""
-    path = Path(lock)
-    if not path.exists():
-        return {}
-    entry = ((yaml.safe_load(path.read_text()) or {}).get("stages") or {}).get(stage) or {}
+    entry = lock_stages(lock).get(stage) or {}
     tags = {}
     for role in ("deps", "outs"):
         for item in entry.get(role, []):
@@ -55,12 +60,25 @@ def stage_lock_hashes(stage: str, lock: str | Path = "dvc.lock") -> dict[str, st
 
 def lock_out_md5(path: str, lock: str | Path = "dvc.lock") -> str | None:
     """The md5 ``dvc.lock`` records for the output ``path`` (a finished upstream stage's)."""
-    if not Path(lock).exists():
-        return None
-    for entry in ((yaml.safe_load(Path(lock).read_text()) or {}).get("stages") or {}).values():
+    for entry in lock_stages(lock).values():
         for out in entry.get("outs", []):
             if out["path"].rstrip("/") == path.rstrip("/") and "md5" in out:
                 return out["md5"]
+    return None
+
+
+def stage_of(path: str | Path) -> tuple[str, Path] | None:
+    """The stage whose outs hold ``path`` (or a folder above it), and its ``dvc.lock``: the one
+    of the nearest folder above ``path`` that has one."""
+    target = Path(path).resolve()
+    lock = next((d / "dvc.lock" for d in target.parents if (d / "dvc.lock").exists()), None)
+    if lock is None:
+        return None
+    relative = target.relative_to(lock.parent).as_posix()
+    for name, entry in lock_stages(lock).items():
+        for out in entry.get("outs", []):
+            if relative == out["path"] or relative.startswith(out["path"].rstrip("/") + "/"):
+                return name, lock
     return None
 
 
@@ -106,18 +124,6 @@ def log_inputs(run_id: str, inputs: list[dict]) -> None:
             for i in inputs
         ],
     )
-
-
-def stage_of(path: str | Path, lock: str | Path = "dvc.lock") -> str | None:
-    """The ``dvc.lock`` stage that has ``path`` (or a folder above it) among its outs."""
-    if not Path(lock).exists():
-        return None
-    target = Path(path).as_posix()
-    for name, entry in ((yaml.safe_load(Path(lock).read_text()) or {}).get("stages") or {}).items():
-        for out in entry.get("outs", []):
-            if target == out["path"] or target.startswith(out["path"].rstrip("/") + "/"):
-                return name
-    return None
 
 
 def run_tags(stage: str) -> dict[str, str]:
@@ -544,11 +550,7 @@ def register_and_promote(
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name)
-    stage = (
-        stage_of(Path(model_dir).resolve().relative_to(Path.cwd().resolve()))
-        if Path(model_dir).resolve().is_relative_to(Path.cwd().resolve())
-        else None
-    )
+    found = stage_of(model_dir)
     commit = git_commit()
     version = client.create_model_version(
         name,
@@ -556,7 +558,7 @@ def register_and_promote(
         run_id=run_id,
         tags={
             metric: str(value),
-            **(stage_lock_hashes(stage) if stage else {}),
+            **(stage_lock_hashes(*found) if found else {}),
             **({"git_commit": commit} if commit else {}),
         },
     )

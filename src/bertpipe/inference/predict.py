@@ -117,7 +117,7 @@ class TaskPredictor:
         kind = self.spec.kind
         encoded = kind.encode(self.tok, ds, self.hp, train=False)
         stats.skipped = dict(encoded.skipped)
-        stats.truncated = kind.truncated(self.tok, ds, self.hp)
+        stats.truncated = kind.truncated(self.tok, ds, encoded, self.hp)
         if stats.truncated:
             log.warning(
                 "%d of %d examples are longer than the model's max_length %d tokens and were "
@@ -165,10 +165,12 @@ class TaskPredictor:
             stats.metrics = evaluator.compute()
 
 
+ECHOED_INPUTS = ("text_a", "text_b", "tokens", "id", "question")
+"""What a record repeats of its input (texts, words, the question), never the gold label."""
+
+
 def _inputs(row: dict) -> dict:
-    """What a record repeats of its input (texts, words, the question), not the gold label."""
-    keep = ("text_a", "text_b", "tokens", "id", "question")
-    return {k: row[k] for k in keep if k in row}
+    return {k: row[k] for k in ECHOED_INPUTS if k in row}
 
 
 def write_records(records: Iterator[dict], out: str | Path) -> int:

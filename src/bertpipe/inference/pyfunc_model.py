@@ -23,6 +23,8 @@ from typing import Any
 from mlflow.pyfunc import PythonModel
 
 from bertpipe import tracking
+from bertpipe.inference.predict import ECHOED_INPUTS
+from bertpipe.tasks.inputs import resolve_columns
 
 ARTIFACT = "model"
 
@@ -50,19 +52,13 @@ def rows_from_frame(spec, frame) -> list[dict]:
             }
             for i, r in enumerate(records)
         ]
-    names = {
-        k: next((c for c in accepted if c in frame.columns), None)
-        for k, accepted in spec.columns.items()
-        if k != "label"
-    }
-    missing = [" or ".join(spec.columns[k]) for k, c in names.items() if c is None]
-    if missing:
-        raise ValueError(
-            f"task {spec.name}: the input has no column {', '.join(missing)} "
-            f"(columns: {list(frame.columns)})"
-        )
+    texts = {k: v for k, v in spec.columns.items() if k != "label"}
+    names = resolve_columns(texts, list(frame.columns), f"task {spec.name}: the input")
     placeholder = 0.0 if spec.labels is None else 0
-    return [{**{k: str(r[c]) for k, c in names.items()}, "label": placeholder} for r in records]
+    return [
+        {**{k: str(r[c]) for k, c in names.items() if c is not None}, "label": placeholder}
+        for r in records
+    ]
 
 
 def frame_from_records(records: list[dict]):
@@ -70,7 +66,7 @@ def frame_from_records(records: list[dict]):
 
     out = []
     for r in records:
-        flat = {k: v for k, v in r.items() if k not in ("text_a", "text_b", "tokens", "question")}
+        flat = {k: v for k, v in r.items() if k not in ECHOED_INPUTS or k == "id"}
         for name, p in flat.pop("probabilities", {}).items():
             flat[f"p_{name}"] = p
         out.append(flat)

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from bertpipe.tasks import user
 from bertpipe.tasks.user import TaskDataError
 
 TABLES = {".csv", ".tsv", ".jsonl"}
@@ -39,44 +40,36 @@ def open_text(path: Path):
 def _table(
     path: Path, file_names: tuple[str, ...] | None, wanted: str
 ) -> Iterator[tuple[int, dict]]:
-    fmt = suffix(path)
-    with open_text(path) as f:
-        if fmt == ".jsonl":
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TaskDataError(
-                        f"{path}:{line_no}: not a JSON object ({e.msg}); one object per line"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise TaskDataError(f"{path}:{line_no}: expected a JSON object")
-                yield line_no, row
-            return
-        # TSVs as GLUE writes them: no quoting (quotes inside sentences are text)
-        if fmt == ".tsv":
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return
-        first: list[str] | None = None
-        if wanted not in header and file_names and len(header) == len(file_names):
-            header, first = list(file_names), header  # a header-less file (CoLA's TSVs)
-        if first is not None:
-            yield 1, dict(zip(header, first, strict=True))
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise TaskDataError(
-                    f"{path}:{reader.line_num}: {len(row)} fields, the header has {len(header)} "
-                    f"({', '.join(header)}); quote fields that contain the delimiter"
-                )
-            yield reader.line_num, dict(zip(header, row, strict=True))
+    """The user-task table reader (``tasks/user.py``), with ``.gz`` and GLUE's unquoted TSVs."""
+    return user._table_rows(
+        path,
+        suffix(path).lstrip("."),
+        opener=open_text,
+        tsv_quoting=csv.QUOTE_NONE,  # TSVs as GLUE writes them: quotes inside sentences are text
+        file_names=file_names,
+        wanted=wanted,
+    )
+
+
+def resolve_columns(
+    columns: dict[str, tuple[str, ...]], available: list, where: str
+) -> dict[str, str | None]:
+    """Internal name -> the first accepted column name present; a missing text column is an
+    error naming ``where`` and the columns found (``label`` may be absent: no gold)."""
+    names = {
+        k: next((c for c in accepted if c in available), None) for k, accepted in columns.items()
+    }
+    missing = [
+        " or ".join(repr(c) for c in columns[k])
+        for k in ("text_a", "text_b")
+        if k in columns and names[k] is None
+    ]
+    if missing:
+        raise TaskDataError(
+            f"{where}: no column {', '.join(missing)}; columns found: "
+            f"{', '.join(map(str, available))}. Name the text columns as the task does"
+        )
+    return names
 
 
 def table_rows(
@@ -101,19 +94,7 @@ def table_rows(
     names: dict[str, str | None] = {}
     for line_no, row in _table(path, file_names, columns["text_a"][0]):
         if not names or suffix(path) == ".jsonl":
-            names = {
-                k: next((c for c in accepted if c in row), None) for k, accepted in columns.items()
-            }
-            missing = [
-                " or ".join(repr(c) for c in columns[k])
-                for k in ("text_a", "text_b")
-                if k in columns and names[k] is None
-            ]
-            if missing:
-                raise TaskDataError(
-                    f"{path}:{line_no}: no column {', '.join(missing)}; columns found: "
-                    f"{', '.join(map(str, row))}. Name the text columns as the task does"
-                )
+            names = resolve_columns(columns, list(row), f"{path}:{line_no}")
         yield line_no, {k: row[c] for k, c in names.items() if c is not None}
 
 

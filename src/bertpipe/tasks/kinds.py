@@ -192,8 +192,8 @@ class TaskKind(ABC):
         mean score, the most frequent tag): a function batch -> logits, or None (QA)."""
         return None
 
-    def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
-        """Examples longer than ``max_length`` tokens (cut to it when encoded)."""
+    def truncated(self, tok, ds, encoded: Encoded, hp: FinetuneHParams) -> int:
+        """Examples longer than ``max_length`` tokens (cut to it in ``encoded``)."""
         tok = copy.deepcopy(tok)
         tok.no_padding()
         tok.no_truncation()
@@ -443,11 +443,11 @@ class TokenClassification(FromUserFiles):
         ).float()
         return lambda batch: onehot.expand(*batch["input_ids"].shape, -1)
 
-    def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
-        encoded = self.encode(tok, ds, hp, train=False).rows
+    def truncated(self, tok, ds, encoded: Encoded, hp: FinetuneHParams) -> int:
+        # a word cut off has no first sub-word carrying a tag
         return sum(
             sum(t != IGNORE_INDEX for t in e["tags"]) < len(words)
-            for e, words in zip(encoded, ds["tokens"], strict=True)
+            for e, words in zip(encoded.rows, ds["tokens"], strict=True)
         )
 
     def user_rows(
@@ -523,7 +523,7 @@ class ExtractiveQA(TaskKind):
     ) -> PredictionCollector:
         return _SpanCollector(spec, encoded, hp)
 
-    def truncated(self, tok, ds, hp: FinetuneHParams) -> int:
+    def truncated(self, tok, ds, encoded: Encoded, hp: FinetuneHParams) -> int:
         from bertpipe.tasks import squad
 
         questions = tok.encode_batch(ds["question"], add_special_tokens=False)

@@ -14,7 +14,7 @@ import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bertpipe.config import UserTaskConfig
 from bertpipe.errors import UserError
@@ -47,9 +47,21 @@ def split_path(name: str, ucfg: UserTaskConfig, split: str) -> Path:
     return path
 
 
-def _table_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict]]:
-    """(line number, row) pairs; rows with a wrong field count or bad JSON are errors."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
+def _table_rows(
+    path: Path,
+    fmt: str,
+    *,
+    opener=None,
+    tsv_quoting: Literal[0, 1, 2, 3] = csv.QUOTE_MINIMAL,
+    file_names: tuple[str, ...] | None = None,
+    wanted: str | None = None,
+) -> Iterator[tuple[int, dict]]:
+    """(line number, row) pairs; rows with a wrong field count or bad JSON are errors.
+
+    ``opener`` opens the file as text (default: utf-8, BOM stripped); a csv/tsv whose header
+    lacks ``wanted`` but has as many fields as ``file_names`` is read as header-less with
+    those names (CoLA's TSVs)."""
+    with opener(path) if opener else open(path, encoding="utf-8-sig", newline="") as f:
         if fmt == "jsonl":
             for line_no, line in enumerate(f, 1):
                 if not line.strip():
@@ -67,10 +79,17 @@ def _table_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict]]:
                     )
                 yield line_no, row
             return
-        reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
+        if fmt == "tsv":
+            reader = csv.reader(f, delimiter="\t", quoting=tsv_quoting)
+        else:
+            reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
             return
+        headerless = wanted is not None and wanted not in header
+        if headerless and file_names and len(header) == len(file_names):
+            yield 1, dict(zip(file_names, header, strict=True))
+            header = list(file_names)
         for row in reader:
             if not row:
                 continue
