@@ -6,8 +6,11 @@ from collections import Counter
 
 
 def metric_steps(client, run_id: str) -> dict[str, list[int]]:
-    """Every metric of the run -> the steps it was logged at, sorted, repeats kept."""
-    keys = client.get_run(run_id).data.metrics
+    """Every training metric of the run -> the steps it was logged at, sorted, repeats kept.
+
+    ``system/*`` (MLflow's machine samples, one per second of wall clock) are left out: their
+    count depends on how long the run took, not on what it trained."""
+    keys = [k for k in client.get_run(run_id).data.metrics if not k.startswith("system/")]
     return {k: sorted(m.step for m in client.get_metric_history(run_id, k)) for k in keys}
 
 
