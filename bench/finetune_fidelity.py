@@ -53,6 +53,7 @@ def hparams(task: str, args) -> FinetuneHParams:
         weight_decay=0.01,
         max_train_examples=args.max_train or SUBSETS.get(task),
         max_eval_examples=args.max_eval,
+        group_by_length=not args.no_group_by_length,
     )
     if task == "squad":
         hp = hp.model_copy(
@@ -194,6 +195,11 @@ def main() -> None:
     )
     p.add_argument(
         "--max-eval", type=int, help="score GLUE tasks on the first N dev examples (default: all)"
+    )
+    p.add_argument(
+        "--no-group-by-length",
+        action="store_true",
+        help="ours without length-grouped training batches (the Trainer never groups)",
     )
     p.add_argument("--out", default="bench/finetune_fidelity.jsonl")
     p.add_argument(

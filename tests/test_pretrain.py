@@ -19,7 +19,9 @@ from history import history_problems, metric_steps
 pytestmark = pytest.mark.slow
 
 
-def make_project(root: Path, tiny_built, family: str = "bert", max_steps=None, **pretrain) -> Path:
+def make_project(
+    root: Path, tiny_built, family: str = "bert", packing="auto", max_steps=None, **pretrain
+) -> Path:
     """A folder with params.yaml (tiny + overrides; ``max_steps`` as the token budget of that
     many steps) and the tiny data stages' outputs."""
     root.mkdir(parents=True)
@@ -34,6 +36,7 @@ def make_project(root: Path, tiny_built, family: str = "bert", max_steps=None, *
             "accelerator": "cpu",
             "devices": 1,
             "deterministic": True,
+            "packing": packing,
             **pretrain,
         }
     )
@@ -115,24 +118,30 @@ _UNINTERRUPTED: dict[str, Path] = {}
 @pytest.fixture
 def reference_run(request, uninterrupted, tiny_built, tmp_path_factory):
     """The uninterrupted 24-step run of the test's family (BERT's is ``uninterrupted``)."""
-    family = request.node.callspec.params["family"]
-    if family == "bert":
+    variant = request.node.callspec.params["family"]
+    if variant == "bert":
         return uninterrupted
-    if family not in _UNINTERRUPTED:
+    if variant not in _UNINTERRUPTED:
         root = make_project(
-            tmp_path_factory.mktemp("pre") / family,
+            tmp_path_factory.mktemp("pre") / variant.replace("+", "-"),
             tiny_built,
-            family,
+            *variant_args(variant),
             max_steps=24,
             checkpoint_every_n_steps=6,
             val_every_n_steps=12,
         )
         run(root)
-        _UNINTERRUPTED[family] = root
-    return _UNINTERRUPTED[family]
+        _UNINTERRUPTED[variant] = root
+    return _UNINTERRUPTED[variant]
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt", "elmo"])
+def variant_args(variant: str) -> tuple:
+    """``FAMILY`` or ``FAMILY+packing`` -> (family, packing)."""
+    family, _, packing = variant.partition("+")
+    return family, (True if packing else "auto")
+
+
+@pytest.mark.parametrize("family", ["bert", "bert+packing", "gpt", "elmo"])
 def test_resume_after_kill_gives_the_same_weights_and_one_run(
     reference_run, tiny_built, tmp_path, family
 ):
@@ -140,7 +149,7 @@ def test_resume_after_kill_gives_the_same_weights_and_one_run(
     root = make_project(
         tmp_path / "b",
         tiny_built,
-        family,
+        *variant_args(family),
         max_steps=24,
         checkpoint_every_n_steps=6,
         val_every_n_steps=12,
@@ -177,7 +186,9 @@ def test_resume_after_kill_gives_the_same_weights_and_one_run(
     # One history across the kill: every metric at the uninterrupted run's steps, once each.
     ref_client, ref_runs = mlflow_runs(uninterrupted)
     reference = metric_steps(ref_client, ref_runs[0].info.run_id)
-    first = {"bert": "mlm", "gpt": "lm", "elmo": "fwd_lm"}[family]
+    first = {"bert": "mlm", "gpt": "lm", "elmo": "fwd_lm"}[variant_args(family)[0]]
+    packed = mlflow_runs(root)[1][0].data.params["data/packed"]
+    assert packed == str(variant_args(family)[1] is True), packed
     assert reference[f"val/{first}_acc"] == [12, 24]
     assert history_problems(reference, metric_steps(client, runs[0].info.run_id)) == []
     assert (root / "curves/val.csv").read_text() == (uninterrupted / "curves/val.csv").read_text()

@@ -18,9 +18,9 @@ from pydantic import Field, field_validator, model_validator
 from bertpipe.config.finetune import FinetuneConfig
 from bertpipe.config.section import Section
 
-PRETRAINED_FAMILIES = ("bert", "gpt", "elmo")
+PRETRAINED_FAMILIES = ("bert", "gpt", "elmo", "modern")
 """Families with a pretraining objective (``models/registry.py``; a test keeps the two in step)."""
-SCRATCH_FAMILIES = ("bert", "gpt", "elmo", "rnn", "lstm", "gru")
+SCRATCH_FAMILIES = ("bert", "gpt", "elmo", "modern", "rnn", "lstm", "gru")
 """Families a ``scratch:NAME`` init can build (the supervised baselines are rnn, lstm, gru)."""
 
 PRESETS = tuple(
@@ -200,6 +200,29 @@ class BertModelConfig(Section):
     """Start pretraining from a Hugging Face BERT directory (or package:NAME) instead of random weights."""
 
 
+class ModernModelConfig(Section):
+    """A modern encoder (ModernBERT's architecture, Warner et al., 2024; ``models/modern.py``): pre-LayerNorm, GeGLU, rotary positions, no biases, alternating local/global attention, padding-free, MLM only."""
+
+    size: Literal["tiny", "mini", "small", "medium", "base", "large"] = "mini"
+    """BERT's sizes (layers, width, heads of 64), so the two compare at equal shape."""
+    intermediate_size: int | None = Field(default=None, ge=8)
+    """GeGLU width; null = 8/3 x hidden rounded up to 64 (the parameters of BERT's 4 x hidden feed-forward)."""
+    global_attn_every_n_layers: int = Field(default=3, ge=1)
+    """Every N-th layer (from the first) attends globally, the others locally."""
+    local_attention: int = Field(default=128, ge=2)
+    """Local layers see keys at most local_attention / 2 positions away."""
+    global_rope_theta: float = Field(default=160000.0, gt=0.0)
+    """Rotary base of the global layers."""
+    local_rope_theta: float = Field(default=10000.0, gt=0.0)
+    """Rotary base of the local layers."""
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Dropout on embeddings, attention output and feed-forward (ModernBERT: 0)."""
+    max_position_embeddings: int = Field(default=512, ge=8)
+    """Longest sequence it is meant for (rotary: recorded in config.json, no table)."""
+    mlm_probability: float | None = Field(default=0.3, gt=0.0, lt=1.0)
+    """Masking rate of its pretraining batches (ModernBERT: 30%), replacing pretrain_data.masking.mlm_probability (dynamic masking only); null = the data's."""
+
+
 class GPTModelConfig(Section):
     """GPT (Radford et al., 2018; GPT-2's block, ``models/gpt.py``): a left-to-right Transformer LM."""
 
@@ -259,6 +282,8 @@ class ModelConfig(Section):
     """BERT."""
     gpt: GPTModelConfig = GPTModelConfig()
     """GPT."""
+    modern: ModernModelConfig = ModernModelConfig()
+    """The modern encoder."""
     elmo: ELMoModelConfig = ELMoModelConfig()
     """ELMo's biLM."""
     recurrent: RecurrentModelConfig = RecurrentModelConfig()
@@ -315,6 +340,8 @@ class PretrainConfig(Section):
     """Clip the global gradient norm (0 = off)."""
     nsp_loss: bool = True
     """BERT: train the next-sentence head (needs pretrain_data.nsp)."""
+    packing: bool | Literal["auto"] = "auto"
+    """Masked-LM families: pack several instances per row with block-diagonal attention (no padding computed); auto = when the data is at least 10% padding (docs/LOG.md)."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
     """auto: bf16-mixed where the device supports it, else 32-true."""
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "tpu", "mps"] = "auto"
@@ -424,6 +451,10 @@ class Params(Section):
             "bert": ("model.bert.max_position_embeddings", self.model.bert.max_position_embeddings)
         }
         limits["gpt"] = ("model.gpt.n_positions", self.model.gpt.n_positions)
+        limits["modern"] = (
+            "model.modern.max_position_embeddings",
+            self.model.modern.max_position_embeddings,
+        )
         tuned = {
             i.partition(":")[2] or "bert"
             for i in self.finetune.inits

@@ -103,8 +103,10 @@ ROW_NAMES = {
     "scratch_gru": "supervised GRU (+attention), task only",
     "pretrained_elmo": "ELMo-style biLM + task model",
     "pretrained_gpt": "GPT-style LM, fine-tuned",
+    "pretrained_modern": "modern encoder (ModernBERT-style), fine-tuned",
     "pretrained": "BERT, fine-tuned",
     "scratch": "BERT from scratch, task only",
+    "scratch_modern": "modern encoder from scratch, task only",
 }
 """The seeds' table's rows, in its order (supervised first); other inits follow by label."""
 

@@ -191,10 +191,12 @@ def for_folder(folder) -> tuple[PythonModel, Any]:
 
     from bertpipe.models.registry import checkpoint_family
     from bertpipe.tasks.card import CARD_FILE, read_card, spec_from_card
+    from bertpipe.training.objectives import OBJECTIVES
 
     if (Path(folder) / CARD_FILE).exists():
         return TaskModel(), example_frame(spec_from_card(read_card(folder)))
-    if checkpoint_family(folder).objective == "masked_lm":
+    objective = checkpoint_family(folder).objective
+    if objective is not None and OBJECTIVES[objective].masked:
         return FillMaskModel(), pd.DataFrame({"text": ["the man went to the [MASK] store ."]})
     return NextTokenModel(), pd.DataFrame({"text": ["the man went to the"]})
 

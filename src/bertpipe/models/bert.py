@@ -27,6 +27,9 @@ Deviations from the original BERT, all deliberate:
   2026-11-22);
 * GELU is the exact erf form (as in Hugging Face), not the tanh approximation of
   the original TensorFlow code;
+* padding-free pretraining: a batch may pack several instances per row (``data/packing.py``);
+  then position ids restart per instance, attention is block-diagonal (never across
+  instances) and NSP reads each instance's own [CLS]. Same losses as the padded batch;
 * the encoder returns the last layer and, with ``output_attentions=True``, each layer's
   attention probabilities (then computed explicitly; off, the SDPA path is unchanged); no
   per-layer hidden states, no cross-attention or KV cache (encoder only).
@@ -42,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertpipe.labels import IGNORE_INDEX
+from bertpipe.models.masks import block_mask, padding_mask
 
 # name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (Turc et al., 2019 sizes).
 SIZES = {
@@ -147,9 +151,16 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = Dropout(c.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         T = input_ids.shape[1]
-        positions = torch.arange(T, device=input_ids.device)
+        positions = (
+            torch.arange(T, device=input_ids.device) if position_ids is None else position_ids
+        )
         x = (
             self.word_embeddings(input_ids)
             + self.token_type_embeddings(token_type_ids)
@@ -284,8 +295,10 @@ class BertPooler(nn.Module):
         super().__init__()
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(h[:, 0]))  # (B, H)
+    def forward(self, h: torch.Tensor, cls_index: torch.Tensor | None = None) -> torch.Tensor:
+        """``cls_index``: packed rows' flat index of each instance's [CLS]; else position 0."""
+        first = h[:, 0] if cls_index is None else h.flatten(0, 1)[cls_index]
+        return torch.tanh(self.dense(first))  # (B, H): one row per instance
 
 
 @dataclass
@@ -363,15 +376,23 @@ class BertModel(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        position_ids: torch.Tensor | None = None,
+        instance_ids: torch.Tensor | None = None,
+        cls_index: torch.Tensor | None = None,
     ) -> BertOutputs:
+        """Padded batches: ``attention_mask`` (B, T). Packed rows (``data/packing.py``): also
+        ``position_ids``, ``instance_ids`` (R, T) for the block-diagonal mask, and ``cls_index``."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         mask = None
-        if attention_mask is not None:
-            mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): True = attend
+        if instance_ids is not None:
+            mask = block_mask(instance_ids)  # (R, 1, T, T): True = attend
+        elif attention_mask is not None:
+            mask = padding_mask(attention_mask)  # (B, 1, 1, T): True = attend
         attentions: list | None = [] if output_attentions else None
-        h = self.encoder(self.embeddings(input_ids, token_type_ids), mask, attentions)
-        pooled = self.pooler(h) if self.pooler is not None else None
+        x = self.embeddings(input_ids, token_type_ids, position_ids)
+        h = self.encoder(x, mask, attentions)
+        pooled = self.pooler(h, cls_index) if self.pooler is not None else None
         return BertOutputs(h, pooled, tuple(attentions) if attentions is not None else None)
 
 
@@ -439,8 +460,19 @@ class BertForPreTraining(BertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         mlm_labels: torch.Tensor | None = None,
         nsp_labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        instance_ids: torch.Tensor | None = None,
+        cls_index: torch.Tensor | None = None,
     ) -> PreTrainingOutputs:
-        out = self.bert(input_ids, token_type_ids, attention_mask)
+        """Padded or packed batches (``BertModel.forward``); NSP reads each instance's [CLS]."""
+        out = self.bert(
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            position_ids=position_ids,
+            instance_ids=instance_ids,
+            cls_index=cls_index,
+        )
         h = out.last_hidden_state
         if mlm_labels is not None:
             selected = mlm_labels != IGNORE_INDEX  # (B, T)

@@ -22,6 +22,7 @@ from bertpipe.config import (
     FinetuneConfig,
     GPTModelConfig,
     ModelConfig,
+    ModernModelConfig,
     RecurrentModelConfig,
 )
 from bertpipe.errors import InputError
@@ -31,6 +32,8 @@ from bertpipe.models import (
     elmo,
     gpt,
     gpt_checkpoint,
+    modern,
+    modern_checkpoint,
     native_checkpoint,
     recurrent,
 )
@@ -97,6 +100,24 @@ def _bert_config(c: BertModelConfig, vocab_size: int, pad_id: int) -> bert.BertC
         pad_token_id=pad_id,
         position_init=c.position_init,
         position_init_std=c.position_init_std,
+    )
+
+
+def _modern_config(c: ModernModelConfig, vocab_size: int, pad_id: int) -> modern.ModernConfig:
+    sized = {} if c.intermediate_size is None else {"intermediate_size": c.intermediate_size}
+    return modern.ModernConfig.from_size(
+        c.size,
+        vocab_size,
+        global_attn_every_n_layers=c.global_attn_every_n_layers,
+        local_attention=c.local_attention,
+        global_rope_theta=c.global_rope_theta,
+        local_rope_theta=c.local_rope_theta,
+        embedding_dropout=c.dropout,
+        attention_dropout=c.dropout,
+        mlp_dropout=c.dropout,
+        max_position_embeddings=c.max_position_embeddings,
+        pad_token_id=pad_id,
+        **sized,
     )
 
 
@@ -180,6 +201,22 @@ FAMILIES: dict[str, ModelFamily] = {
             bert_checkpoint.load,
             bert_checkpoint.save,
             bert.flops_per_token,
+        ),
+        ModelFamily(
+            "modern",
+            "modernbert",
+            "modern",
+            _modern_config,
+            modern.ModernBertForMaskedLM,
+            "masked_lm_only",
+            {
+                "sequence": modern.ModernBertForSequenceClassification,
+                "token": modern.ModernBertForTokenClassification,
+                "span": modern.ModernBertForQuestionAnswering,
+            },
+            modern_checkpoint.load,
+            modern_checkpoint.save,
+            modern.flops_per_token,
         ),
         ModelFamily(
             "gpt",

@@ -2,13 +2,15 @@
 
 Owns which examples a run sees: ``max_train_examples`` takes a fixed subset (seed 0,
 whatever the run's seed) so runs compare on the same data; ``max_eval_examples``
-keeps the first dev rows. Encoding and collation are the task kind's
+keeps the first dev rows; training batches group similar lengths (``group_by_length``),
+dev batches keep the file order. Encoding and collation are the task kind's
 (``tasks/kinds.py``); this module only loads, subsets and batches.
 """
 
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -16,6 +18,42 @@ from bertpipe.config import FinetuneHParams
 from bertpipe.errors import InputError
 from bertpipe.tasks.kinds import Encoded
 from bertpipe.tasks.spec import TaskSpec
+
+
+class LengthGroupedBatchSampler:
+    """Training batches of similar lengths, every example exactly once per epoch.
+
+    Each epoch (seeded by ``seed`` and the epoch number, so reproducible): a random
+    permutation is cut into groups of ``group_batches`` batches; each group is sorted
+    by length (longest first) and cut into batches; the batches are shuffled. One batch
+    per epoch may be short (the last group's last). The padding computed falls to that of sorted data,
+    while batches still mix examples from the whole training set (as Hugging Face's
+    ``group_by_length``).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.group = batch_size, seed, group_batches * batch_size
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        perm = rng.permutation(len(self.lengths))
+        batches = []
+        for start in range(0, len(perm), self.group):
+            group = perm[start : start + self.group]
+            group = group[np.argsort(-self.lengths[group], kind="stable")]
+            batches += [
+                group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size)
+            ]
+        return [batches[i].tolist() for i in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        yield from self.batches(epoch)
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -66,11 +104,16 @@ class TaskDataModule(L.LightningDataModule):
         return self._encode(dev, train=False)
 
     def loader(self, rows: list[dict], shuffle: bool = False) -> DataLoader:
+        collate = lambda b: self.spec.kind.collate(b, self.pad_id)
+        if shuffle and self.hp.group_by_length:
+            lengths = [len(r["input_ids"]) for r in rows]
+            sampler = LengthGroupedBatchSampler(lengths, self.hp.batch_size, self.seed)
+            return DataLoader(rows, batch_sampler=sampler, collate_fn=collate)  # type: ignore[arg-type]
         return DataLoader(
             rows,  # type: ignore[arg-type]  # a list is a map-style dataset
             batch_size=self.hp.batch_size,
             shuffle=shuffle,
-            collate_fn=lambda b: self.spec.kind.collate(b, self.pad_id),
+            collate_fn=collate,
             generator=torch.Generator().manual_seed(self.seed),
         )
 

@@ -1,7 +1,7 @@
 """Pretraining objectives: what each family's pretraining network is trained to predict.
 
 Owns, per objective named in the family registry (``models/registry.py``): the
-terms it reports (``mlm`` and ``nsp`` for BERT, ``lm`` for GPT, ``fwd_lm`` and
+terms it reports (``mlm`` and ``nsp`` for BERT, ``mlm`` for the modern family, ``lm`` for GPT, ``fwd_lm`` and
 ``bwd_lm`` for ELMo; the metric names ``train/<term>_loss``, ``val/<term>_acc``
 follow), whether its batches are masked (BERT's MLM) or plain token sequences,
 one step (network + batch -> loss and, per term, its loss, weight, predictions
@@ -15,6 +15,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
+
+PACKED_KEYS = ("position_ids", "instance_ids", "cls_index")
+"""What a packed batch (``data/packing.py``) adds; the masked-LM networks take them."""
 
 
 @dataclass
@@ -64,6 +67,7 @@ class MaskedLM(Objective):
             batch["attention_mask"],
             mlm_labels=batch["mlm_labels"],
             nsp_labels=batch.get("nsp_labels") if self.with_nsp else None,
+            **{k: batch[k] for k in PACKED_KEYS if k in batch},
         )
         terms = {
             "mlm": Term(
@@ -71,7 +75,7 @@ class MaskedLM(Objective):
             )
         }
         if out.nsp_loss is not None:
-            n = batch["input_ids"].shape[0]
+            n = out.nsp_logits.shape[0]
             terms["nsp"] = Term(out.nsp_loss, n, out.nsp_logits.argmax(-1), batch["nsp_labels"])
         return out.loss, terms
 
@@ -80,6 +84,13 @@ class MaskedLM(Objective):
         return min(
             m["mlm_probability"], m["max_predictions_per_seq"] / data_config["max_seq_length"]
         )
+
+
+class MaskedLMOnly(MaskedLM):
+    """The modern family: masked-LM without next-sentence prediction, whatever ``nsp_loss`` says."""
+
+    def __init__(self, with_nsp: bool = False):
+        super().__init__(with_nsp=False)
 
 
 class NextTokenLM(Objective):
@@ -118,6 +129,7 @@ class BidirectionalLM(Objective):
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "masked_lm": MaskedLM,
+    "masked_lm_only": MaskedLMOnly,
     "next_token": NextTokenLM,
     "bidirectional_lm": BidirectionalLM,
 }

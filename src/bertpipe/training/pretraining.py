@@ -144,6 +144,30 @@ def pretraining_inputs(data_dir: Path) -> list[dict]:
     return inputs
 
 
+PACKING_MIN_PADDING = 0.10
+"""``pretrain.packing: auto`` packs when at least this share of the padded batches is padding:
+below it the block-diagonal mask costs about what the removed padding saves (docs/LOG.md)."""
+
+
+def use_packing(setting: bool | str, masked: bool, meta: dict) -> bool:
+    """Whether batches are packed: ``pretrain.packing``, for the masked-LM objectives only
+    (the language models train on padded rows), auto by the data's padding fraction."""
+    if not masked:
+        if setting is True:
+            log.info("pretrain: packing applies to masked-LM families; this one trains padded")
+        return False
+    if setting == "auto":
+        padding = meta["splits"]["train"].get("padding_fraction") or 0.0
+        packed = padding >= PACKING_MIN_PADDING
+        log.info(
+            "pretrain: the training data is %.1f%% padding; packing %s (pretrain.packing: auto)",
+            100 * padding,
+            "on" if packed else "off",
+        )
+        return packed
+    return bool(setting)
+
+
 def run_pretraining(
     family_name: str,
     model_cfg: ModelConfig,
@@ -177,6 +201,21 @@ def run_pretraining(
             "pretrain.nsp_loss is true; rerun pretrain_data (dvc repro)"
         )
     model = build_model(family, model_cfg, tok.get_vocab_size(), meta["special_ids"]["[PAD]"])
+    packed = use_packing(cfg.packing, objective.masked, meta)
+    section = getattr(model_cfg, family.section)
+    # A family may mask at its own rate (the modern one: ModernBERT's 30%); dynamic masking only.
+    mlm_probability = getattr(section, "mlm_probability", None) if objective.masked else None
+    if mlm_probability is not None and meta["config"]["masking_mode"] != "dynamic":
+        log.warning(
+            "pretrain %s: model.%s.mlm_probability needs pretrain_data.masking_mode: dynamic; "
+            "the stored masks are used",
+            family.name,
+            family.section,
+        )
+        mlm_probability = None
+    if mlm_probability is not None:
+        masking = {**meta["config"]["masking"], "mlm_probability": mlm_probability}
+        meta = {**meta, "config": {**meta["config"], "masking": masking}}
     dm = PretrainDataModule(
         data_dir,
         tok.get_vocab(),
@@ -185,12 +224,13 @@ def run_pretraining(
         cfg.num_workers,
         with_nsp=with_nsp,
         masked=objective.masked,
+        packing=packed,
+        mlm_probability=mlm_probability,
     )
     seq_len = int(meta["config"]["max_seq_length"])
     flops_per_token = family.flops_per_token(
         model.config, seq_len, objective.predicted_fraction(meta["config"])
     )
-    section = getattr(model_cfg, family.section)
     ckpt_fingerprint = fingerprint(family.name, section, cfg, meta)
     run_id_file = ckpt_dir / "mlflow_run_id"
     curves = CurveRecorder(cfg.log_every_n_steps)
@@ -285,7 +325,10 @@ def run_pretraining(
                 "family": family.name,
                 "model": section.model_dump(mode="json"),
                 "pretrain": cfg.model_dump(mode="json"),
-                "data": {k: meta["config"][k] for k in ("max_seq_length", "nsp", "masking_mode")},
+                "data": {
+                    **{k: meta["config"][k] for k in ("max_seq_length", "nsp", "masking_mode")},
+                    "packed": packed,
+                },
                 "n_parameters": n_parameters,
                 "budget_steps": steps,
             }

@@ -4,7 +4,8 @@ Owns how the ``pretrain_data`` arrays become training batches: a resumable,
 rank-sharded batch sampler (its position is saved in every checkpoint, so a
 resumed run continues mid-epoch without replaying consumed batches), dynamic
 masking in the collator (seeded by epoch and batch, so masks are reproducible
-and identical after a resume), and padding to a multiple of 8.
+and identical after a resume), and padding to a multiple of 8 or, with ``pack_capacity`` (``pretrain.packing``), packing
+several instances per row (``data/packing.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bertpipe.config import MaskingConfig
 from bertpipe.data.masking import Masker
+from bertpipe.data.packing import pack_batch
 from bertpipe.data.pretrain_format import PretrainArrays
 from bertpipe.labels import IGNORE_INDEX
 
@@ -106,9 +108,11 @@ class PretrainCollator:
         pad_to_multiple_of: int = 8,
         with_nsp: bool = True,
         masked: bool = True,
+        pack_capacity: int | None = None,
     ):
         self.masker, self.pad_id, self.seed = masker, pad_id, seed
         self.multiple, self.with_nsp, self.masked = pad_to_multiple_of, with_nsp, masked
+        self.pack_capacity = pack_capacity
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         B = len(items)
@@ -141,12 +145,20 @@ class PretrainCollator:
                 [self.seed, items[0]["epoch"], *(x["index"] for x in items)]
             )
             ids, labels = self.masker(ids, rng)
-        batch = {
-            "input_ids": torch.from_numpy(ids),
-            "token_type_ids": torch.from_numpy(types),
-            "attention_mask": torch.from_numpy(attn),
-            "mlm_labels": torch.from_numpy(labels),
+        arrays = {
+            "input_ids": ids,
+            "token_type_ids": types,
+            "attention_mask": attn,
+            "mlm_labels": labels,
         }
+        if self.pack_capacity is not None:
+            # Masked in the padded layout first: packed or not, an instance gets the same masks.
+            lengths = np.array([len(x["input_ids"]) for x in items])
+            fill = {"input_ids": self.pad_id, "token_type_ids": 0, "attention_mask": 0}
+            arrays = pack_batch(
+                arrays, lengths, self.pack_capacity, {**fill, "mlm_labels": IGNORE_INDEX}
+            )
+        batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
         if self.with_nsp:
             batch["nsp_labels"] = torch.tensor([x["nsp_label"] for x in items], dtype=torch.long)
         return batch
@@ -164,7 +176,10 @@ class PretrainDataModule(L.LightningDataModule):
         num_workers: int = 0,
         with_nsp: bool = True,
         masked: bool = True,
+        packing: bool = False,
+        mlm_probability: float | None = None,
     ):
+        """``mlm_probability`` replaces the data's masking rate (dynamic masking)."""
         super().__init__()
         self.data_dir = Path(data_dir)
         self.masked = masked
@@ -172,8 +187,11 @@ class PretrainDataModule(L.LightningDataModule):
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.with_nsp = with_nsp
         masking = MaskingConfig.model_validate(self.meta["config"]["masking"])
+        if mlm_probability is not None:
+            masking = masking.model_copy(update={"mlm_probability": mlm_probability})
         self.masker = Masker.from_vocab(vocab, masking)
         self.pad_id = self.meta["special_ids"]["[PAD]"]
+        self.pack_capacity = int(self.meta["config"]["max_seq_length"]) if packing else None
         self.train_sampler: ResumableBatchSampler | None = None
         self._pending_resume: tuple[int, int] | None = None
 
@@ -194,7 +212,13 @@ class PretrainDataModule(L.LightningDataModule):
             batch_sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=PretrainCollator(
-                self.masker, self.pad_id, self.seed, 8, self.with_nsp, self.masked
+                self.masker,
+                self.pad_id,
+                self.seed,
+                8,
+                self.with_nsp,
+                self.masked,
+                self.pack_capacity,
             ),
             persistent_workers=self.num_workers > 0,
             # Its own generator: creating an iterator must not draw from the global RNG that
@@ -243,3 +267,8 @@ class PretrainDataModule(L.LightningDataModule):
             self._pending_resume = (state["epoch"], state["batches_done"])
             if self.train_sampler is not None:
                 self.train_sampler.resume(*self._pending_resume)
+
+
+def instances_in(batch: dict) -> int:
+    """Instances in a padded or packed batch (a packed row holds several)."""
+    return int(batch["cls_index"].numel()) if "cls_index" in batch else batch["input_ids"].shape[0]

@@ -16,6 +16,7 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from bertpipe.training.objectives import Objective
 from bertpipe.training.optim import FusedAdamWClipping, lightning_optimizers
+from bertpipe.training.pretraining_data import instances_in
 from bertpipe.training.step_axis import log_training_step, log_validation_step
 
 
@@ -70,7 +71,7 @@ class PretrainingModule(FusedAdamWClipping):
 
     def _step(self, batch: dict, metrics: torchmetrics.MetricCollection):
         loss, terms = self(batch)
-        n = batch["input_ids"].shape[0]
+        n = instances_in(batch)
         p = metrics.prefix
         metrics[f"{p}loss"](loss, n)
         for name, term in terms.items():

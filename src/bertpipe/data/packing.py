@@ -1,0 +1,84 @@
+"""Padding-free batches: several instances per row, each attending only to itself.
+
+Owns how a padded batch of instances becomes a packed one: which instances share
+a row (first-fit decreasing into rows of ``capacity`` tokens, deterministic), and
+the arrays a packed row needs so that the network computes for every instance
+exactly what it computes for that instance alone in a padded batch:
+
+* ``position_ids`` restart at 0 for each instance;
+* ``instance_ids`` name the instance each position belongs to (-1 for padding):
+  the encoders build their block-diagonal attention mask from it, so attention
+  never crosses an instance boundary (padding attends only to padding);
+* ``cls_index`` is the flat (row x width + position) index of each instance's first
+  token, in the original instance order: NSP reads each instance's own [CLS];
+* token types, MLM labels and the attention mask move with their tokens.
+
+The same instances with the same masks give the same MLM and NSP losses packed or
+padded (tests/test_packing.py); only the order of the masked positions differs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pack_rows(lengths: list[int] | np.ndarray, capacity: int) -> list[list[int]]:
+    """First-fit decreasing: instance indices per row, no row over ``capacity`` tokens.
+
+    Ties keep the original order, so the result depends on the lengths only."""
+    lengths = np.asarray(lengths)
+    if len(lengths) and lengths.max() > capacity:
+        raise ValueError(
+            f"an instance of {lengths.max()} tokens exceeds the row capacity {capacity}"
+        )
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in np.argsort(-lengths, kind="stable"):
+        n = int(lengths[i])
+        for r, room in enumerate(free):
+            if n <= room:
+                rows[r].append(int(i))
+                free[r] -= n
+                break
+        else:
+            rows.append([int(i)])
+            free.append(capacity - n)
+    return rows
+
+
+def pack_batch(
+    arrays: dict[str, np.ndarray],
+    lengths: np.ndarray,
+    capacity: int,
+    pad_values: dict[str, int],
+    multiple: int = 8,
+) -> dict[str, np.ndarray]:
+    """Pack padded (B, T) arrays of instances ``lengths`` long into (R, T') rows, R <= B.
+
+    ``pad_values`` gives each array's fill value. Returns the packed arrays plus
+    ``position_ids``, ``instance_ids`` (R, T') and ``cls_index`` (B,)."""
+    rows = pack_rows(lengths, capacity)
+    width = max(sum(int(lengths[i]) for i in row) for row in rows)
+    width = -(-width // multiple) * multiple
+    R = len(rows)
+    out = {k: np.full((R, width), pad_values[k], dtype=v.dtype) for k, v in arrays.items()}
+    positions = np.zeros((R, width), dtype=np.int64)
+    instance = np.full((R, width), -1, dtype=np.int64)
+    cls_index = np.zeros(len(lengths), dtype=np.int64)
+    for r, row in enumerate(rows):
+        at = 0
+        for i in row:
+            n = int(lengths[i])
+            for k, v in arrays.items():
+                out[k][r, at : at + n] = v[i, :n]
+            positions[r, at : at + n] = np.arange(n)
+            instance[r, at : at + n] = i
+            cls_index[i] = r * width + at
+            at += n
+    out["position_ids"], out["instance_ids"], out["cls_index"] = positions, instance, cls_index
+    return out
+
+
+def padding_fraction(lengths: np.ndarray, width: int) -> float:
+    """Share of a (len(lengths), width) padded batch that is padding."""
+    return 1.0 - float(np.sum(lengths)) / (len(lengths) * width) if len(lengths) else 0.0

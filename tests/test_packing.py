@@ -1,0 +1,162 @@
+"""Padding-free pretraining: packed rows compute what padded rows compute, instance by instance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bertpipe.config import MaskingConfig
+from bertpipe.data.masking import Masker
+from bertpipe.data.packing import pack_rows
+from bertpipe.models.bert import BertConfig, BertForPreTraining
+from bertpipe.training.objectives import MaskedLM
+from bertpipe.training.pretraining_data import PretrainCollator, instances_in
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB = {t: i for i, t in enumerate(SPECIALS + [f"w{i}" for i in range(95)])}
+CAPACITY = 32
+
+
+def items(n: int = 12, seed: int = 0) -> list[dict]:
+    """Instances of mixed lengths (4..32): [CLS] A [SEP] B [SEP], with NSP labels."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        length = int(rng.integers(4, CAPACITY + 1))
+        ids = rng.integers(5, 100, length)
+        boundary = length // 2
+        ids[0], ids[boundary - 1], ids[-1] = 2, 3, 3
+        out.append(
+            {
+                "input_ids": ids,
+                "type_boundary": boundary,
+                "nsp_label": int(rng.integers(0, 2)),
+                "epoch": 0,
+                "index": i,
+            }
+        )
+    return out
+
+
+def collate(batch_items: list[dict], packed: bool) -> dict[str, torch.Tensor]:
+    masker = Masker.from_vocab(VOCAB, MaskingConfig(mlm_probability=0.3))
+    return PretrainCollator(masker, 0, seed=7, pack_capacity=CAPACITY if packed else None)(
+        batch_items
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> BertForPreTraining:
+    torch.manual_seed(0)
+    cfg = BertConfig.from_size(
+        "tiny", len(VOCAB), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    return BertForPreTraining(cfg).eval()
+
+
+def losses_and_grads(model, batch):
+    model.zero_grad()
+    loss, terms = MaskedLM(with_nsp=True).step(model, batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {k: t.loss.item() for k, t in terms.items()}, grads, terms
+
+
+def test_first_fit_decreasing_places_every_instance_once_within_capacity():
+    lengths = [30, 5, 12, 20, 3, 32, 8, 8, 17]
+    rows = pack_rows(lengths, 32)
+    assert sorted(i for r in rows for i in r) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in r) <= 32 for r in rows)
+    assert len(rows) == 5 and rows == pack_rows(lengths, 32)  # 135 tokens: 5 rows is optimal
+    with pytest.raises(ValueError, match="exceeds the row capacity"):
+        pack_rows([33], 32)
+
+
+def test_packed_rows_hold_the_same_tokens_labels_and_positions():
+    its = items()
+    padded, packed = collate(its, False), collate(its, True)
+    assert instances_in(packed) == instances_in(padded) == len(its)
+    assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
+    assert int(packed["attention_mask"].sum()) == int(padded["attention_mask"].sum())
+    flat = {k: v.flatten() for k, v in packed.items() if v.dim() == 2}
+    for i, x in enumerate(its):
+        n, start = len(x["input_ids"]), int(packed["cls_index"][i])
+        at = slice(start, start + n)
+        assert torch.equal(flat["input_ids"][at], padded["input_ids"][i, :n])
+        assert torch.equal(flat["mlm_labels"][at], padded["mlm_labels"][i, :n])
+        assert torch.equal(flat["token_type_ids"][at], padded["token_type_ids"][i, :n])
+        assert torch.equal(flat["position_ids"][at], torch.arange(n))
+        assert (flat["instance_ids"][at] == i).all()
+    assert torch.equal(packed["nsp_labels"], padded["nsp_labels"])
+
+
+def test_packed_and_padded_give_the_same_losses_and_gradients(model):
+    its = items()
+    a_loss, a_grad, _ = losses_and_grads(model, collate(its, False))
+    b_loss, b_grad, _ = losses_and_grads(model, collate(its, True))
+    assert a_loss.keys() == b_loss.keys() == {"mlm", "nsp"}
+    for k in a_loss:
+        assert abs(a_loss[k] - b_loss[k]) < 1e-5, (k, a_loss[k], b_loss[k])
+    assert a_grad.keys() == b_grad.keys()
+    for name in a_grad:
+        assert torch.allclose(a_grad[name], b_grad[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_no_attention_crosses_an_instance_boundary(model):
+    """Change every token of one instance: the others sharing its rows keep their outputs."""
+    its = items()
+    before = collate(its, True)
+    shared = next(r for r in before["instance_ids"] if len(set(r.tolist()) - {-1}) > 1)
+    victim = int(shared[0])  # the first instance of a row that holds several
+    changed = [dict(x) for x in its]
+    ids = changed[victim]["input_ids"].copy()
+    ids[1:-1] = np.where(ids[1:-1] == 3, 3, (ids[1:-1] + 7 - 5) % 95 + 5)
+    changed[victim]["input_ids"] = ids
+    after = collate(changed, True)
+    assert torch.equal(before["instance_ids"], after["instance_ids"])
+    with torch.no_grad():
+        h = [
+            model.bert(
+                b["input_ids"],
+                b["token_type_ids"],
+                b["attention_mask"],
+                position_ids=b["position_ids"],
+                instance_ids=b["instance_ids"],
+                cls_index=b["cls_index"],
+            )
+            for b in (before, after)
+        ]
+    others = (before["instance_ids"] != victim) & (before["instance_ids"] >= 0)
+    mine = before["instance_ids"] == victim
+    assert int(others[(before["instance_ids"] == victim).any(1)].sum()) > 0
+    assert torch.equal(h[0].last_hidden_state[others], h[1].last_hidden_state[others])
+    assert not torch.allclose(h[0].last_hidden_state[mine], h[1].last_hidden_state[mine])
+    keep = [i for i in range(len(its)) if i != victim]
+    assert torch.equal(h[0].pooler_output[keep], h[1].pooler_output[keep])
+
+
+def test_length_grouped_batches_hold_every_example_once_and_repeat_per_seed():
+    from bertpipe.training.finetuning_data import LengthGroupedBatchSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 129, 1000).tolist()
+    sampler = LengthGroupedBatchSampler(lengths, 32, seed=3, group_batches=4)
+    epochs = [list(sampler), list(sampler)]
+    for batches in epochs:
+        assert len(batches) == len(sampler) == 32
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(1000))
+        assert sum(len(b) < 32 for b in batches) == 1
+    assert epochs[0] != epochs[1]  # a new order each epoch
+    again = LengthGroupedBatchSampler(lengths, 32, seed=3, group_batches=4)
+    assert [list(again), list(again)] == epochs  # the same per seed
+    assert list(LengthGroupedBatchSampler(lengths, 32, seed=4, group_batches=4)) != epochs[0]
+
+    def padded(batches) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    shuffled = np.random.default_rng(3).permutation(1000)
+    plain = [shuffled[i : i + 32].tolist() for i in range(0, 1000, 32)]
+    assert padded(epochs[0]) < 0.7 * padded(plain)  # most of the padding is gone
+    assert padded(epochs[0]) >= sum(lengths)
