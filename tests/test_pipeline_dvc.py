@@ -83,11 +83,11 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert [r["stage"] for r in first["stages"]][-1] == "summary"  # after evaluate, no flow edit
     ran = {r["stage"] for r in first["stages"] if r["ran"]}
     assert {"corpus", "tokenizer", "pretrain_data", "evaluate", "summary"} <= ran
-    assert {"pretrain@bert", "pretrain@gpt", "pretrain@elmo"} <= ran
+    assert {f"pretrain@{f}" for f in FAMILIES} <= ran
     assert "pretrained" in (project / "summary.txt").read_text()
     assert {f"finetune@{t}" for t in RAN + SKIPPED} <= ran
     # one registered model per pretrained family, one per task
-    assert all(p["promoted"] for p in first["promoted"]) and len(first["promoted"]) == 3 + len(RAN)
+    assert all(p["promoted"] for p in first["promoted"]) and len(first["promoted"]) == len(FAMILIES) + len(RAN)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["tokenizer"]["params"]["params.yaml"]["tokenizer"]["vocab_size"] == 2000
     stats = json.loads((project / "metrics/pretrain_data_stats.json").read_text())
@@ -138,7 +138,8 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     )
     log = out.stdout + out.stderr
     assert "Running stage 'pretrain@gpt'" in log
-    assert "Running stage 'pretrain@bert'" not in log and "Running stage 'pretrain@elmo'" not in log
+    for other in ("bert", "elmo", "modern"):
+        assert f"Running stage 'pretrain@{other}'" not in log
     assert "finetune rte/pretrained/seed1: done before, reusing" in log
     assert "finetune rte/pretrained_elmo/seed2: done before, reusing" in log
     assert "finetune rte/pretrained_gpt/seed1: done before" not in log
@@ -688,7 +689,15 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
 
 RAN = ("cola", "stsb", "rte", "squad", "ptb_pos", "conll2000_chunk")  # train + dev in the mirror
 SKIPPED = ("qqp",)  # no training data in the mirror
-INITS = ("pretrained", "scratch", "pretrained_gpt", "pretrained_elmo", "scratch_lstm")
+INITS = (
+    "pretrained",
+    "scratch",
+    "pretrained_gpt",
+    "pretrained_elmo",
+    "pretrained_modern",
+    "scratch_lstm",
+)
+FAMILIES = ("bert", "gpt", "elmo", "modern")  # the tiny preset pretrains every family
 
 
 def _check_finetune_and_report(project, run_id):
@@ -717,10 +726,11 @@ def _check_finetune_and_report(project, run_id):
         "supervised LSTM (+attention)",
         "ELMo-style biLM",
         "GPT-style LM",
+        "modern encoder (ModernBERT-style)",
         "BERT from scratch",
     ):
         assert row in report
-    assert report.count("0.04 M tokens") >= 3 and "96.37" in report and "93.65" in report
+    assert report.count("0.04 M tokens") >= len(FAMILIES) and "96.37" in report and "93.65" in report
     assert "BERT-Tiny (L2/H128)" in report and "Turc et al. (2019)" in report
     assert {p.name for p in (project / "reports/plots").iterdir()} == {
         "attention.png",
@@ -753,10 +763,10 @@ def _check_finetune_and_report(project, run_id):
         [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=200
     )
     stages = [r.data.tags["bertpipe.stage"] for r in nested]
-    assert stages.count("finetune") == len(RAN) * len(INITS) * 2 and stages.count("pretrain") == 3
+    assert stages.count("finetune") == len(RAN) * len(INITS) * 2 and stages.count("pretrain") == len(FAMILIES)
     assert all(r.data.metrics for r in nested)
     # Registered models, each with the champion alias on its first version.
-    families = ["bertpipe-pretrained", "bertpipe-pretrained-gpt", "bertpipe-pretrained-elmo"]
+    families = ["bertpipe-pretrained", *(f"bertpipe-pretrained-{f}" for f in FAMILIES[1:])]
     for name in [*families, *(f"bertpipe-{t}" for t in RAN)]:
         assert int(client.get_model_version_by_alias(name, "champion").version) == 1
 
