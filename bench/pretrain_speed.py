@@ -4,10 +4,11 @@ One process, same config, same batch, same optimiser (fused AdamW: what our stag
 uses on cpu/cuda without a gradient scaler, and transformers' Trainer default), steps interleaved
 (ours, theirs, ours, ...) so machine drift hits both. transformers runs at its
 own best precision on this device (fp32 and bf16 autocast are both measured and
-the faster is the reference). Prints tokens/s for each and the ratio; on a GPU
-also model FLOPs utilisation (6 x 12 x L x H^2 + 12 x L x H x S per token, plus
-the MLM head on the masked positions; ``--peak-tflops`` defaults to the H100's
-989 bf16 dense).
+the faster is the reference). Prints tokens/s for each and the ratio, and model FLOPs
+utilisation (6 x 12 x L x H^2 + 12 x L x H x S per token, plus the MLM head on the
+masked positions) against the matmul ceiling of this machine measured in the same run
+(a large bf16 and fp32 ``torch.mm``, and one at the model's FFN shape); on a GPU also
+against ``--peak-tflops`` (default the H100/H200's 989 bf16 dense).
 
     .venv/bin/python bench/pretrain_speed.py --size mini --seq 128 --batch 32
     .venv/bin/python bench/pretrain_speed.py --size base --seq 128 --batch 64 --device cuda
@@ -49,6 +50,16 @@ def make_batch(B: int, T: int, vocab: int, mlm_prob: float, device, seed: int = 
             nsp_labels=nsp,
         ).items()
     }
+
+
+def matmul_ceiling(device, dtype, m: int, k: int, n: int, reps: int = 10) -> float:
+    """FLOP/s of (m x k) @ (k x n) in ``dtype`` on ``device``: the median of ``reps`` timings."""
+    a = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
+    for _ in range(3):
+        torch.mm(a, b)
+    times = [timed_step(lambda: torch.mm(a, b), device) for _ in range(reps)]
+    return 2 * m * k * n / statistics.median(times)
 
 
 def timed_step(step_fn, device) -> float:
@@ -135,6 +146,15 @@ def main() -> None:
 
     tokens = a.batch * a.seq
     rates = {k: tokens / statistics.median(v) for k, v in times.items()}
+    ceilings = {
+        "bf16 mm 4096^3": matmul_ceiling(device, torch.bfloat16, 4096, 4096, 4096),
+        "fp32 mm 4096^3": matmul_ceiling(device, torch.float32, 4096, 4096, 4096),
+        f"bf16 mm FFN {tokens}x{cfg.hidden_size}x{cfg.intermediate_size}": matmul_ceiling(
+            device, torch.bfloat16, tokens, cfg.hidden_size, cfg.intermediate_size
+        ),
+    }
+    masked = float((batch["mlm_labels"] != -100).float().mean())
+    fpt = flops_per_token(cfg, a.seq, masked)
     ref_name = max(("transformers fp32", "transformers bf16"), key=rates.get)
     print(
         f"BERT-{a.size} (L{cfg.num_hidden_layers} H{cfg.hidden_size}), vocab {a.vocab}, "
@@ -146,10 +166,19 @@ def main() -> None:
     print(
         f"ratio ours / {ref_name} (transformers' best): {rates['ours bf16'] / rates[ref_name]:.2f}x"
     )
-    if device.type == "cuda":
-        fpt = flops_per_token(cfg, a.seq, 0.15)
-        for k, v in rates.items():
-            print(f"  MFU {k:18s} {v * fpt / (a.peak_tflops * 1e12) * 100:5.1f}%")
+    print(f"model FLOPs per token {fpt / 1e6:.1f} M (masked fraction {masked:.3f})")
+    for name, flops in ceilings.items():
+        print(f"  ceiling {name:34s} {flops / 1e9:8.0f} GFLOP/s")
+    bf16_ceiling = ceilings["bf16 mm 4096^3"]
+    for k, v in rates.items():
+        achieved = v * fpt
+        line = (
+            f"  {k:18s} {achieved / 1e9:6.0f} GFLOP/s = {100 * achieved / bf16_ceiling:5.1f}% "
+            f"of the bf16 mm ceiling, {100 * achieved / ceilings['fp32 mm 4096^3']:5.1f}% of fp32"
+        )
+        if device.type == "cuda":
+            line += f", MFU {100 * achieved / (a.peak_tflops * 1e12):5.1f}% of {a.peak_tflops:.0f} TFLOP/s"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,9 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert "pretrained" in (project / "summary.txt").read_text()
     assert {f"finetune@{t}" for t in RAN + SKIPPED} <= ran
     # one registered model per pretrained family, one per task
-    assert all(p["promoted"] for p in first["promoted"]) and len(first["promoted"]) == len(FAMILIES) + len(RAN)
+    assert all(p["promoted"] for p in first["promoted"]) and len(first["promoted"]) == len(
+        FAMILIES
+    ) + len(RAN)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["tokenizer"]["params"]["params.yaml"]["tokenizer"]["vocab_size"] == 2000
     stats = json.loads((project / "metrics/pretrain_data_stats.json").read_text())
@@ -730,7 +732,9 @@ def _check_finetune_and_report(project, run_id):
         "BERT from scratch",
     ):
         assert row in report
-    assert report.count("0.04 M tokens") >= len(FAMILIES) and "96.37" in report and "93.65" in report
+    assert (
+        report.count("0.04 M tokens") >= len(FAMILIES) and "96.37" in report and "93.65" in report
+    )
     assert "BERT-Tiny (L2/H128)" in report and "Turc et al. (2019)" in report
     assert {p.name for p in (project / "reports/plots").iterdir()} == {
         "attention.png",
@@ -763,7 +767,9 @@ def _check_finetune_and_report(project, run_id):
         [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=200
     )
     stages = [r.data.tags["bertpipe.stage"] for r in nested]
-    assert stages.count("finetune") == len(RAN) * len(INITS) * 2 and stages.count("pretrain") == len(FAMILIES)
+    assert stages.count("finetune") == len(RAN) * len(INITS) * 2 and stages.count(
+        "pretrain"
+    ) == len(FAMILIES)
     assert all(r.data.metrics for r in nested)
     # Registered models, each with the champion alias on its first version.
     families = ["bertpipe-pretrained", *(f"bertpipe-pretrained-{f}" for f in FAMILIES[1:])]

@@ -340,8 +340,12 @@ class PretrainConfig(Section):
     """Clip the global gradient norm (0 = off)."""
     nsp_loss: bool = True
     """BERT: train the next-sentence head (needs pretrain_data.nsp)."""
+    compile: bool = False
+    """torch.compile the network (``nn.Module.compile``: checkpoints, resume and export unchanged); off: on this CPU it did not pay, on GPUs bench/gpu_check.py measures it (docs/benchmarks.md)."""
     packing: bool | Literal["auto"] = "auto"
-    """Masked-LM families: pack several instances per row with block-diagonal attention (no padding computed); auto = when the data is at least 10% padding (docs/LOG.md)."""
+    """Pack several instances per row with block-diagonal attention, so little padding is computed (same losses); auto = on for the masked-LM families (bert, modern), which it never slowed here (docs/benchmarks.md); GPT and ELMo train padded."""
+    packed_length: int | None = Field(default=None, ge=8)
+    """Tokens per packed row; null = 4 x pretrain_data.max_seq_length (longer rows waste less at the batch's end, attention costs more)."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
     """auto: bf16-mixed where the device supports it, else 32-true."""
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "tpu", "mps"] = "auto"

@@ -144,28 +144,20 @@ def pretraining_inputs(data_dir: Path) -> list[dict]:
     return inputs
 
 
-PACKING_MIN_PADDING = 0.10
-"""``pretrain.packing: auto`` packs when at least this share of the padded batches is padding:
-below it the block-diagonal mask costs about what the removed padding saves (docs/LOG.md)."""
-
-
 def use_packing(setting: bool | str, masked: bool, meta: dict) -> bool:
-    """Whether batches are packed: ``pretrain.packing``, for the masked-LM objectives only
-    (the language models train on padded rows), auto by the data's padding fraction."""
+    """Whether batches are packed (``pretrain.packing``): for the masked-LM objectives only (the
+    language models train on padded rows); ``auto`` packs them."""
     if not masked:
         if setting is True:
             log.info("pretrain: packing applies to masked-LM families; this one trains padded")
         return False
-    if setting == "auto":
-        padding = meta["splits"]["train"].get("padding_fraction") or 0.0
-        packed = padding >= PACKING_MIN_PADDING
-        log.info(
-            "pretrain: the training data is %.1f%% padding; packing %s (pretrain.packing: auto)",
-            100 * padding,
-            "on" if packed else "off",
-        )
-        return packed
-    return bool(setting)
+    padding = meta["splits"]["train"].get("padding_fraction") or 0.0
+    log.info(
+        "pretrain: the training data is %.1f%% padding as one instance a row; packing %s",
+        100 * padding,
+        "off" if setting is False else "on",
+    )
+    return setting is not False
 
 
 def run_pretraining(
@@ -201,6 +193,8 @@ def run_pretraining(
             "pretrain.nsp_loss is true; rerun pretrain_data (dvc repro)"
         )
     model = build_model(family, model_cfg, tok.get_vocab_size(), meta["special_ids"]["[PAD]"])
+    if cfg.compile:
+        model.compile()  # in place: the state dict keeps its names, so checkpoints do too
     packed = use_packing(cfg.packing, objective.masked, meta)
     section = getattr(model_cfg, family.section)
     # A family may mask at its own rate (the modern one: ModernBERT's 30%); dynamic masking only.
@@ -225,6 +219,7 @@ def run_pretraining(
         with_nsp=with_nsp,
         masked=objective.masked,
         packing=packed,
+        packed_length=cfg.packed_length,
         mlm_probability=mlm_probability,
     )
     seq_len = int(meta["config"]["max_seq_length"])

@@ -22,6 +22,7 @@ from bertpipe.config import MaskingConfig
 from bertpipe.data.masking import Masker
 from bertpipe.data.packing import pack_batch
 from bertpipe.data.pretrain_format import PretrainArrays
+from bertpipe.errors import InputError
 from bertpipe.labels import IGNORE_INDEX
 
 
@@ -177,9 +178,11 @@ class PretrainDataModule(L.LightningDataModule):
         with_nsp: bool = True,
         masked: bool = True,
         packing: bool = False,
+        packed_length: int | None = None,
         mlm_probability: float | None = None,
     ):
-        """``mlm_probability`` replaces the data's masking rate (dynamic masking)."""
+        """``packing``: rows of ``packed_length`` tokens (default 4 x the data's
+        max_seq_length); ``mlm_probability`` replaces the data's masking rate (dynamic)."""
         super().__init__()
         self.data_dir = Path(data_dir)
         self.masked = masked
@@ -191,7 +194,13 @@ class PretrainDataModule(L.LightningDataModule):
             masking = masking.model_copy(update={"mlm_probability": mlm_probability})
         self.masker = Masker.from_vocab(vocab, masking)
         self.pad_id = self.meta["special_ids"]["[PAD]"]
-        self.pack_capacity = int(self.meta["config"]["max_seq_length"]) if packing else None
+        seq = int(self.meta["config"]["max_seq_length"])
+        if packed_length is not None and packed_length < seq:
+            raise InputError(
+                f"pretrain.packed_length ({packed_length}) is below the data's max_seq_length "
+                f"({seq}): an instance would not fit a row; raise it or set it to null"
+            )
+        self.pack_capacity = (packed_length or 4 * seq) if packing else None
         self.train_sampler: ResumableBatchSampler | None = None
         self._pending_resume: tuple[int, int] | None = None
 
