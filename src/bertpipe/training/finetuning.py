@@ -122,6 +122,10 @@ def task_inputs(spec: TaskSpec, dm: TaskDataModule) -> list[dict]:
     ]
 
 
+_SUBSET_WARNED: set[tuple] = set()
+"""(task, split, used, total) already warned about in this process."""
+
+
 def finetune_once(
     spec: TaskSpec,
     init: str,
@@ -151,7 +155,8 @@ def finetune_once(
     dm.setup()
     for split, key in (("train", "max_train_examples"), ("dev", "max_eval_examples")):
         used, total = dm.sizes[split]
-        if used < total:
+        if used < total and (spec.name, split, used, total) not in _SUBSET_WARNED:
+            _SUBSET_WARNED.add((spec.name, split, used, total))  # once per task, not per run
             how = "a fixed random subset (seed 0)" if split == "train" else "the first rows"
             log.warning(
                 "%s: %s on %d of the %d %s examples, %s (finetune.hparams.%s, or --%s; null = all)",

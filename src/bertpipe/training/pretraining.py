@@ -160,6 +160,21 @@ def use_packing(setting: bool | str, masked: bool, meta: dict) -> bool:
     return setting is not False
 
 
+def family_masking_rate(family: ModelFamily, section, masked: bool, meta: dict) -> float | None:
+    """A family's own masking rate (``model.modern.mlm_probability``: ModernBERT's 30%) in place
+    of the data's; None = the data's. Dynamic masking only: stored masks cannot change."""
+    rate = getattr(section, "mlm_probability", None) if masked else None
+    if rate is not None and meta["config"]["masking_mode"] != "dynamic":
+        log.warning(
+            "pretrain %s: model.%s.mlm_probability needs pretrain_data.masking_mode: dynamic; "
+            "the stored masks are used",
+            family.name,
+            family.section,
+        )
+        return None
+    return rate
+
+
 def run_pretraining(
     family_name: str,
     model_cfg: ModelConfig,
@@ -197,16 +212,7 @@ def run_pretraining(
         model.compile()  # in place: the state dict keeps its names, so checkpoints do too
     packed = use_packing(cfg.packing, objective.masked, meta)
     section = getattr(model_cfg, family.section)
-    # A family may mask at its own rate (the modern one: ModernBERT's 30%); dynamic masking only.
-    mlm_probability = getattr(section, "mlm_probability", None) if objective.masked else None
-    if mlm_probability is not None and meta["config"]["masking_mode"] != "dynamic":
-        log.warning(
-            "pretrain %s: model.%s.mlm_probability needs pretrain_data.masking_mode: dynamic; "
-            "the stored masks are used",
-            family.name,
-            family.section,
-        )
-        mlm_probability = None
+    mlm_probability = family_masking_rate(family, section, objective.masked, meta)
     if mlm_probability is not None:
         masking = {**meta["config"]["masking"], "mlm_probability": mlm_probability}
         meta = {**meta, "config": {**meta["config"], "masking": masking}}
