@@ -496,6 +496,8 @@ def test_a_tracking_server_that_is_down_fails_in_seconds_before_writing(
             tmp_path,
             "--pretrained",
             tmp_path,
+            "--results",
+            tmp_path,
             "--out",
             tmp_path / "reports",
         ],

@@ -99,3 +99,41 @@ def test_token_evaluator_scores_first_subwords_only_and_entity_f1_for_bio():
     plain = TokenEvaluator(("token_acc",), labels)
     plain.update({"labels": gold}, logits)
     assert set(plain.compute()) == {"token_acc"}
+
+
+def test_confusion_counts_gold_rows_against_predicted_columns():
+    from bertpipe.evaluation.prediction_plots import confusion
+
+    labels, counts = confusion(["a", "a", "b", "b", "b"], ["a", "b", "b", "b", "a"], ["a", "b"])
+    assert labels == ["a", "b"] and counts.tolist() == [[1, 1], [1, 2]]
+    # without labels: the most frequent gold tags, the rest pooled as "other"
+    labels, counts = confusion(list("aaabbc"), list("abbbcc"), top=2)
+    assert labels == ["a", "b", "other"]
+    assert counts.tolist() == [[1, 2, 0], [0, 1, 1], [0, 0, 1]] and counts.sum() == 6
+    with pytest.raises(ValueError, match="3 references but 2 predictions"):
+        confusion(["a", "b", "c"], ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    "gold,pred",
+    [
+        (["yes", "no", "yes"], ["yes", "yes", "yes"]),  # labels
+        ([0.5, 3.2, 4.8], [2.5, 2.5, 2.6]),  # scores
+        ([["DT", "NN"], ["VB"]], [["DT", "VB"], ["VB"]]),  # tags per word
+    ],
+)
+def test_the_exported_models_predictions_become_a_picture(tmp_path, gold, pred):
+    import json
+
+    from bertpipe.evaluation.prediction_plots import plot_task
+
+    summary = {"task": "t", "exported_model": {"init": "pretrained", "seed": 2}}
+    folder = tmp_path / "t" / "predictions" / "pretrained"
+    folder.mkdir(parents=True)
+    (folder / "seed2.json").write_text(json.dumps({"dev": pred, "dev_gold": gold}))
+    caption = plot_task(summary, tmp_path, tmp_path / "p.png")
+    assert caption and caption.startswith("t: pretrained, seed 2")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    # predictions written before the references were: no picture, no error
+    (folder / "seed2.json").write_text(json.dumps({"dev": pred}))
+    assert plot_task(summary, tmp_path, tmp_path / "q.png") is None

@@ -741,7 +741,12 @@ def _check_finetune_and_report(project, run_id):
         "finetune_scores.png",
         "pretrain_curves.png",
         "score_vs_compute.png",
+        # the exported models' dev predictions: every task but SQuAD
+        *(f"predictions_{t}.png" for t in RAN if t != "squad"),
     }
+    assert "## What the exported models predict" in report
+    assert "rte: pretrained, seed" in report and "confusion (counts" in report
+    assert "stsb: pretrained, seed" in report and "predicted against gold scores" in report
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics["tasks"]) == set(RAN) and set(metrics["skipped"]) == set(SKIPPED)
     # DVC sees the declared metrics (what `dvc metrics diff` compares).

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bertpipe.atomic import atomic_dir, atomic_write_text, write_json
 from bertpipe.config import GLUE_TASKS
+from bertpipe.evaluation.prediction_plots import plot_task
 from bertpipe.evaluation.references import COLLOBERT, SEEDS_TABLE, reference_for
 
 
@@ -233,11 +234,13 @@ def build_report(
     model_size: str,
     out_dir: str | Path,
     bert_dir: Path | None = None,
+    results_dir: Path | None = None,
 ) -> dict:
     """Write ``out_dir/{report.md, metrics.json, plots/*.png}``; return the metrics dict.
 
     ``pretrain_metrics`` and ``curves_dir`` hold one entry per pretrained family
-    (``<family>.json``, ``<family>/``)."""
+    (``<family>.json``, ``<family>/``); ``results_dir`` the finetune stages' outputs, whose
+    predictions give each task's confusion matrix or score histogram."""
     summaries = [json.loads(Path(p).read_text()) for p in sorted(finetune_metrics)]
     ran = [s for s in summaries if "skipped" not in s]
     skipped = [s for s in summaries if "skipped" in s]
@@ -413,6 +416,7 @@ def build_report(
             "![attention](plots/attention.png)",
             "",
         ]
+    predictions_at = len(lines)
     if sources or rows:
         lines += ["## Sources", ""] + [f"[{n}] {src}" for src, n in sources.items()]
         lines += [f"[C] {COLLOBERT}", ""]
@@ -423,6 +427,7 @@ def build_report(
         else {}
     )
     out_dir = Path(out_dir)
+    pictures: list[str] = []
     with atomic_dir(out_dir / "plots") as tmp:
         _plots(rows, labels, curves, tmp)
         _compute_plot(rows, labels, families, tmp)
@@ -431,6 +436,20 @@ def build_report(
 
             tokens, probs = attention(bert_dir, *ATTENTION_PAIR)
             plot(tokens, probs, tmp / "attention.png", " ".join(tokens))
+        for s in ran:
+            name = f"predictions_{s['task']}.png"
+            caption = plot_task(s, results_dir, tmp / name) if results_dir else None
+            if caption:
+                pictures += [f"![{caption}](plots/{name})", ""]
+    if pictures:
+        lines[predictions_at:predictions_at] = [
+            "## What the exported models predict",
+            "",
+            "On each task's dev set, the model the stage exported (the first starting point's "
+            "best seed): gold rows against predicted columns, or predicted against gold scores.",
+            "",
+            *pictures,
+        ]
     write_json(out_dir / "metrics.json", metrics)
     atomic_write_text(out_dir / "report.md", "\n".join(lines))
     return metrics

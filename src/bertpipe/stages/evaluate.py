@@ -23,6 +23,7 @@ def main() -> None:
         ("pretrain_metrics", "folder of the pretrain stages' metrics JSON (one per family)"),
         ("curves", "folder of the pretrain stages' curves (one folder per family)"),
         ("pretrained", "pretrain stage output (identifies the MLflow pipeline run)"),
+        ("results", "folder of the finetune stages' outputs (predictions/ per task)"),
         ("out", "report folder (report.md, metrics.json, plots/)"),
     )
     params = load_params(args.params)
@@ -40,6 +41,7 @@ def main() -> None:
         params.model.bert.size,
         args.out,
         Path(args.pretrained) / "bert",
+        Path(args.results),
     )
     parent = tracking.pipeline_run(params.tracking.experiment, args.pretrained)
     write_html(args.out, "bertpipe report", {"MLflow pipeline run": tracking.run_url(parent)})

@@ -3,7 +3,8 @@
 Owns the evaluators the fine-tuning module feeds batch by batch:
 ``update(batch, logits)``, ``compute() -> {name: percent}``, ``reset()``, and
 ``predictions()``: what the last pass predicted, decoded for the predictions file
-(label names, scores, tags per word, answer texts). Each task kind
+(label names, scores, tags per word, answer texts), and ``references()``: the gold
+labels decoded the same way (None for SQuAD). Each task kind
 (``tasks/kinds.py``) builds its evaluator. Evaluators keep their state on the CPU
 so they work whatever device trains.
 """
@@ -65,9 +66,10 @@ class SequenceEvaluator:
         self.reset()
 
     def update(self, batch: dict, logits: torch.Tensor) -> None:
-        preds = self.predict(logits).detach().cpu()
-        self.metrics.update(preds, batch["labels"].cpu())
+        preds, gold = self.predict(logits).detach().cpu(), batch["labels"].cpu()
+        self.metrics.update(preds, gold)
         self._predictions += self.decode(preds)
+        self._references += self.decode(gold)
 
     def compute(self) -> dict[str, float]:
         # A correlation of constant predictions is undefined (NaN); it counts as 0, no signal.
@@ -78,9 +80,14 @@ class SequenceEvaluator:
     def predictions(self) -> list:
         return list(self._predictions)
 
+    def references(self) -> list:
+        """The gold labels (scores) of the last pass, decoded as the predictions are."""
+        return list(self._references)
+
     def reset(self) -> None:
         self.metrics.reset()
         self._predictions: list = []
+        self._references: list = []
 
 
 class TokenEvaluator:
@@ -118,6 +125,10 @@ class TokenEvaluator:
     def predictions(self) -> list[list[str]]:
         """Tags per word (the first sub-word's prediction), in dev order."""
         return list(self.pred_tags)
+
+    def references(self) -> list[list[str]]:
+        """The gold tags per word, in dev order."""
+        return list(self.gold_tags)
 
     def reset(self) -> None:
         self.accuracy.reset()
@@ -174,6 +185,10 @@ class SquadEvaluator:
         thresh = scores["best_f1_thresh"]
         self.last_predictions = {q: (p if null_diff[q] <= thresh else "") for q, p in preds.items()}
         return scores
+
+    def references(self) -> None:
+        """None: answers are scored by the official rules; the report draws no picture of them."""
+        return None
 
     def predictions(self) -> dict[str, str]:
         """Answer text per question id (v2.0: empty where the best threshold says no answer)."""

@@ -229,6 +229,9 @@ def finetune_once(
         if k != "val/loss"
     }
     predictions = {"dev": module.evaluator.predictions()}
+    references = module.evaluator.references()
+    if references is not None:
+        predictions["dev_gold"] = references  # the report's confusion matrices and histograms
     for split in spec.extra_dev:
         try:
             extra = dm.encode_dev(split)
