@@ -201,6 +201,13 @@ def main() -> None:
         action="store_true",
         help="ours without length-grouped training batches (the Trainer never groups)",
     )
+    p.add_argument(
+        "--impls",
+        nargs="+",
+        choices=["ours", "transformers"],
+        default=["ours", "transformers"],
+        help="which implementations to train (default both)",
+    )
     p.add_argument("--out", default="bench/finetune_fidelity.jsonl")
     p.add_argument(
         "--table",
@@ -231,7 +238,7 @@ def main() -> None:
         spec = resolve_task(task, cfg)
         hp = hparams(task, args)
         for seed in args.seeds:
-            for impl in ("ours", "transformers"):
+            for impl in args.impls:
                 with tempfile.TemporaryDirectory() as work:
                     if impl == "ours":
                         r = finetune_once(spec, INIT, hp, seed, work)
