@@ -53,7 +53,8 @@ def hparams(task: str, args) -> FinetuneHParams:
         weight_decay=0.01,
         max_train_examples=args.max_train or SUBSETS.get(task),
         max_eval_examples=args.max_eval,
-        group_by_length=not args.no_group_by_length,
+        group_by_length=args.group_by_length,
+        packing=not args.no_packing,
     )
     if task == "squad":
         hp = hp.model_copy(
@@ -197,9 +198,14 @@ def main() -> None:
         "--max-eval", type=int, help="score GLUE tasks on the first N dev examples (default: all)"
     )
     p.add_argument(
-        "--no-group-by-length",
+        "--group-by-length",
         action="store_true",
-        help="ours without length-grouped training batches (the Trainer never groups)",
+        help="ours with length-grouped training batches (the Trainer's are not grouped)",
+    )
+    p.add_argument(
+        "--no-packing",
+        action="store_true",
+        help="ours with padded training batches (default: packed, the same batches)",
     )
     p.add_argument(
         "--impls",

@@ -160,3 +160,54 @@ def test_length_grouped_batches_hold_every_example_once_and_repeat_per_seed():
     plain = [shuffled[i : i + 32].tolist() for i in range(0, 1000, 32)]
     assert padded(epochs[0]) < 0.7 * padded(plain)  # most of the padding is gone
     assert padded(epochs[0]) >= sum(lengths)
+
+
+def test_a_packed_fine_tuning_batch_gives_the_padded_batchs_loss_and_gradients():
+    from bertpipe.data.packing import pack_padded
+    from bertpipe.models.bert import BertForSequenceClassification
+    from bertpipe.tasks.kinds import pad_inputs
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for _ in range(16):  # sentence pairs of 6..40 tokens, labels 0/1/2
+        n = int(rng.integers(6, 41))
+        ids = [2, *rng.integers(5, 100, n - 2).tolist(), 3]
+        rows.append({"input_ids": ids, "token_type_ids": [0] * (n // 2) + [1] * (n - n // 2)})
+    padded = {
+        **pad_inputs(rows, 0),
+        "labels": torch.tensor(rng.integers(0, 3, 16)),
+    }
+    packed = pack_padded(padded, 64, 0)
+    assert packed["input_ids"].shape[0] < 16 and torch.equal(packed["labels"], padded["labels"])
+    torch.manual_seed(0)
+    cfg = BertConfig.from_size(
+        "tiny",
+        len(VOCAB),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        id2label={"0": "a", "1": "b", "2": "c"},
+    )
+    model = BertForSequenceClassification(cfg)
+    results = []
+    for batch in (padded, packed):
+        model.zero_grad()
+        extra = {k: batch[k] for k in ("position_ids", "instance_ids", "cls_index") if k in batch}
+        out = model(
+            batch["input_ids"],
+            batch["token_type_ids"],
+            batch["attention_mask"],
+            labels=batch["labels"],
+            **extra,
+        )
+        out.loss.backward()
+        results.append(
+            (
+                out.loss.item(),
+                out.logits.detach(),
+                {n: p.grad.clone() for n, p in model.named_parameters()},
+            )
+        )
+    (la, ya, ga), (lb, yb, gb) = results
+    assert abs(la - lb) < 1e-5 and torch.allclose(ya, yb, atol=1e-5)
+    for name in ga:
+        assert torch.allclose(ga[name], gb[name], atol=1e-5, rtol=1e-4), name

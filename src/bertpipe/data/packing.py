@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+PACKED_KEYS = ("position_ids", "instance_ids", "cls_index")
+"""What a packed batch adds to a padded one; the networks that take packed rows accept them."""
+
 
 def pack_rows(lengths: list[int] | np.ndarray, capacity: int) -> list[list[int]]:
     """First-fit decreasing: instance indices per row, no row over ``capacity`` tokens.
@@ -77,6 +80,24 @@ def pack_batch(
             at += n
     out["position_ids"], out["instance_ids"], out["cls_index"] = positions, instance, cls_index
     return out
+
+
+def pack_padded(batch: dict, capacity: int, pad_id: int) -> dict:
+    """A padded (B, T) torch batch of examples (``input_ids``, ``token_type_ids``,
+    ``attention_mask``, plus per-example targets such as ``labels``) as packed rows of
+    ``capacity`` tokens; the targets stay one per example, in order."""
+    import torch
+
+    rows = ("input_ids", "token_type_ids", "attention_mask")
+    lengths = batch["attention_mask"].sum(1).numpy()
+    packed = pack_batch(
+        {k: batch[k].numpy() for k in rows},
+        lengths,
+        capacity,
+        {"input_ids": pad_id, "token_type_ids": 0, "attention_mask": 0},
+    )
+    out = {k: v for k, v in batch.items() if k not in rows}
+    return {**out, **{k: torch.from_numpy(v) for k, v in packed.items()}}
 
 
 def padding_fraction(lengths: np.ndarray, width: int) -> float:

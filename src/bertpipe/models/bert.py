@@ -517,9 +517,24 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.init_weights()
 
     def forward(
-        self, input_ids, token_type_ids=None, attention_mask=None, labels=None
+        self,
+        input_ids,
+        token_type_ids=None,
+        attention_mask=None,
+        labels=None,
+        position_ids=None,
+        instance_ids=None,
+        cls_index=None,
     ) -> TaskOutputs:
-        pooled = self.bert(input_ids, token_type_ids, attention_mask).pooler_output
+        """Padded batches, or packed rows (one example per instance, pooled at its [CLS])."""
+        pooled = self.bert(
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            position_ids=position_ids,
+            instance_ids=instance_ids,
+            cls_index=cls_index,
+        ).pooler_output
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         loss = None
         if labels is not None:

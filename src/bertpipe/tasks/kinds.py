@@ -156,6 +156,8 @@ class TaskKind(ABC):
     name: ClassVar[str]
     head: ClassVar[str]
     """The model family's network for it: ``sequence``, ``token`` or ``span``."""
+    packs: ClassVar[bool] = False
+    """Its training batches may be packed (one output per example, at the example's [CLS])."""
 
     def num_labels(self, spec: TaskSpec) -> int:
         return len(spec.labels or ())
@@ -245,6 +247,7 @@ class SequenceClassification(FromUserFiles):
 
     name = "classification"
     head = "sequence"
+    packs = True  # one output per example, read at its [CLS]: rows may hold several
     problem_type = "single_label_classification"
 
     def head_config(self, spec: TaskSpec) -> dict:

@@ -13,6 +13,7 @@ Owns the recipe around ``training.finetuning_module.FinetuningModule``:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -175,6 +176,7 @@ def finetune_once(
             f"{checkpoint}: model vocabulary {model.config.vocab_size} < tokenizer's "
             f"{tok.get_vocab_size()}; the tokenizer does not belong to this checkpoint"
         )
+    dm.packable = "instance_ids" in inspect.signature(model.forward).parameters
     steps = math.ceil(len(dm.train.rows) / hp.batch_size) * hp.epochs
     learning_rate = family.learning_rate(finetune_cfg) or hp.learning_rate
     module = FinetuningModule(

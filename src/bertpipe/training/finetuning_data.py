@@ -9,12 +9,15 @@ dev batches keep the file order. Encoding and collation are the task kind's
 
 from __future__ import annotations
 
+from functools import partial
+
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from bertpipe.config import FinetuneHParams
+from bertpipe.data.packing import pack_padded
 from bertpipe.errors import InputError
 from bertpipe.tasks.kinds import Encoded
 from bertpipe.tasks.spec import TaskSpec
@@ -72,6 +75,8 @@ class TaskDataModule(L.LightningDataModule):
         """split -> (examples used, examples in the split)"""
         self.fingerprints: dict[str, str] = {}
         """split -> the ``datasets`` content fingerprint of the examples used"""
+        self.packable = False
+        """Set when the network takes packed rows (``hp.packing`` then packs training batches)."""
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train"):
@@ -103,8 +108,16 @@ class TaskDataModule(L.LightningDataModule):
         self.fingerprints[split] = dev._fingerprint
         return self._encode(dev, train=False)
 
+    def collate(self, rows: list[dict], train: bool = False) -> dict:
+        """The kind's padded batch; a training batch of a kind that reads one output per
+        example, for a network that takes packed rows, packed into rows of max_length."""
+        batch = self.spec.kind.collate(rows, self.pad_id)
+        if train and self.hp.packing and self.packable and self.spec.kind.packs:
+            return pack_padded(batch, self.hp.max_length, self.pad_id)
+        return batch
+
     def loader(self, rows: list[dict], shuffle: bool = False) -> DataLoader:
-        collate = lambda b: self.spec.kind.collate(b, self.pad_id)
+        collate = partial(self.collate, train=shuffle)
         if shuffle and self.hp.group_by_length:
             lengths = [len(r["input_ids"]) for r in rows]
             sampler = LengthGroupedBatchSampler(lengths, self.hp.batch_size, self.seed)

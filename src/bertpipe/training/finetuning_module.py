@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from bertpipe.data.packing import PACKED_KEYS
 from bertpipe.training.optim import FusedAdamWClipping, lightning_optimizers
 from bertpipe.training.step_axis import log_training_step, log_validation_step
 
@@ -36,7 +37,7 @@ class FinetuningModule(FusedAdamWClipping):
         self.save_hyperparameters(ignore=["model", "evaluator"], logger=False)  # the run logs them
 
     def forward(self, batch: dict):
-        targets = {k: batch[k] for k in self.TARGETS if k in batch}
+        targets = {k: batch[k] for k in (*self.TARGETS, *PACKED_KEYS) if k in batch}
         return self.model(
             batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], **targets
         )
@@ -44,9 +45,8 @@ class FinetuningModule(FusedAdamWClipping):
     def _step(self, batch: dict, stage: str):
         out = self(batch)
         if out.loss is not None:
-            self.log(
-                f"{stage}/loss", out.loss, prog_bar=True, batch_size=batch["input_ids"].shape[0]
-            )
+            n = len(batch["labels"]) if "labels" in batch else batch["input_ids"].shape[0]
+            self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=n)
         return out
 
     def training_step(self, batch: dict, batch_idx: int):

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-PACKED_KEYS = ("position_ids", "instance_ids", "cls_index")
-"""What a packed batch (``data/packing.py``) adds; the masked-LM networks take them."""
+from bertpipe.data.packing import PACKED_KEYS
 
 
 @dataclass
