@@ -235,12 +235,14 @@ def build_report(
     out_dir: str | Path,
     bert_dir: Path | None = None,
     results_dir: Path | None = None,
+    pretrained_families: tuple[str, ...] | None = None,
 ) -> dict:
     """Write ``out_dir/{report.md, metrics.json, plots/*.png}``; return the metrics dict.
 
     ``pretrain_metrics`` and ``curves_dir`` hold one entry per pretrained family
     (``<family>.json``, ``<family>/``); ``results_dir`` the finetune stages' outputs, whose
-    predictions give each task's confusion matrix or score histogram."""
+    predictions give each task's confusion matrix or score histogram; ``pretrained_families``
+    (``pretrain.families``) which families' metrics count (None: every file there)."""
     summaries = [json.loads(Path(p).read_text()) for p in sorted(finetune_metrics)]
     ran = [s for s in summaries if "skipped" not in s]
     skipped = [s for s in summaries if "skipped" in s]
@@ -252,6 +254,8 @@ def build_report(
             if pretrain_metrics and pretrain_metrics.is_dir()
             else []
         )
+        # a family dropped from pretrain.families may have left its file from an earlier run
+        if pretrained_families is None or p.stem in pretrained_families
     }
     pre = families.get("bert", {})
 

@@ -42,6 +42,7 @@ def main() -> None:
         args.out,
         Path(args.pretrained) / "bert",
         Path(args.results),
+        params.pretrain.families,
     )
     parent = tracking.pipeline_run(params.tracking.experiment, args.pretrained)
     write_html(args.out, "bertpipe report", {"MLflow pipeline run": tracking.run_url(parent)})
