@@ -334,3 +334,39 @@ def test_unknown_task_name_is_a_config_error_with_a_suggestion():
     ):
         validate(data)
     assert FinetuneConfig().tasks[:3] == ("cola", "sst2", "mrpc")
+
+
+@pytest.mark.slow
+def test_the_modern_family_fine_tunes_from_scratch_end_to_end(tmp_path, tok_dir, monkeypatch):
+    """scratch:modern through the fine-tuning recipe (the tiny DAG pretrains the modern
+    family; this trains its sequence head): it learns the keyword task and exports a
+    ModernBERT directory that transformers loads."""
+    params = _params(
+        tmp_path,
+        kind="classification",
+        train=str(_csv(tmp_path / "train.csv", 96, 0)),
+        dev=str(_csv(tmp_path / "dev.csv", 32, 1)),
+        text_a="review",
+        label="verdict",
+        labels=["bad", "good"],
+    )
+    params = validate(
+        {
+            **params.model_dump(mode="json"),
+            "finetune": {
+                **params.finetune.model_dump(mode="json"),
+                "inits": ["scratch:modern"],
+                "hparams": {
+                    **params.finetune.hparams.model_dump(mode="json"),
+                    "learning_rate": 1e-3,
+                    "epochs": 8,
+                },
+            },
+        }
+    )
+    out = _run(params, tmp_path, monkeypatch)
+    run = out["results"]["scratch_modern"]["runs"][0]
+    assert run["metrics"]["acc"] > 90, run["metrics"]
+    config = json.loads((tmp_path / "out/model/config.json").read_text())
+    assert config["model_type"] == "modernbert"
+    assert config["architectures"] == ["ModernBertForSequenceClassification"]
