@@ -38,6 +38,32 @@ class TaskOutputs:
     """(B, num_labels), (B, T, num_labels), or (B, T, 2) for spans (start, end)."""
 
 
+def sequence_loss(logits: torch.Tensor, labels, num_labels: int) -> torch.Tensor | None:
+    """MSE for a score (``num_labels == 1``), else cross-entropy; None without labels."""
+    if labels is None:
+        return None
+    if num_labels == 1:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def token_loss(logits: torch.Tensor, labels) -> torch.Tensor | None:
+    """Cross-entropy over (B, T, num_labels) logits, ignoring ``IGNORE_INDEX`` positions."""
+    if labels is None:
+        return None
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
+    )
+
+
+def span_loss(logits: torch.Tensor, start_positions, end_positions) -> torch.Tensor | None:
+    """The mean of the start and end cross-entropies over (B, T, 2) logits."""
+    if start_positions is None or end_positions is None:
+        return None
+    start, end = logits.float().unbind(-1)
+    return (F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)) / 2
+
+
 def with_aux(loss: torch.Tensor | None, enc: EncoderOutputs) -> torch.Tensor | None:
     if loss is None or enc.aux_loss is None:
         return loss
@@ -75,12 +101,7 @@ class SequenceHead(TaskHead):
     ) -> TaskOutputs:
         enc = self.encode(input_ids, token_type_ids, attention_mask)
         logits = self.classifier(self.dropout(enc.pooled))  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            if self.config.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels)
+        loss = sequence_loss(logits, labels, self.config.num_labels)
         return TaskOutputs(with_aux(loss, enc), logits)
 
 
@@ -96,12 +117,7 @@ class TokenHead(TaskHead):
     ) -> TaskOutputs:
         enc = self.encode(input_ids, token_type_ids, attention_mask)
         logits = self.classifier(self.dropout(enc.hidden))  # (B, T, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
-            )
-        return TaskOutputs(with_aux(loss, enc), logits)
+        return TaskOutputs(with_aux(token_loss(logits, labels), enc), logits)
 
 
 class SpanHead(TaskHead):
@@ -121,12 +137,7 @@ class SpanHead(TaskHead):
     ) -> TaskOutputs:
         enc = self.encode(input_ids, token_type_ids, attention_mask)
         logits = self.qa_outputs(enc.hidden)  # (B, T, 2)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            start, end = logits.float().unbind(-1)
-            loss = (
-                F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)
-            ) / 2
+        loss = span_loss(logits, start_positions, end_positions)
         return TaskOutputs(with_aux(loss, enc), logits)
 
 

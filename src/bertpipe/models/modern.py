@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertpipe.labels import IGNORE_INDEX
-from bertpipe.models.bert import SIZES, PreTrainingOutputs, TaskOutputs
+from bertpipe.models.bert import SIZES, PreTrainingOutputs
+from bertpipe.models.heads import TaskOutputs, sequence_loss, span_loss, token_loss
 from bertpipe.models.masks import block_mask, padding_mask, sliding_window
 
 
@@ -398,13 +399,7 @@ class ModernBertForSequenceClassification(ModernPreTrainedModel):
         else:
             pooled = h[:, 0]  # (B, H)
         logits = self.classifier(self.drop(self.head(pooled)))  # (B, num_labels)
-        loss = None
-        if labels is not None:
-            if self.config.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels)
-        return TaskOutputs(loss, logits)
+        return TaskOutputs(sequence_loss(logits, labels, self.config.num_labels), logits)
 
 
 class ModernBertForTokenClassification(ModernPreTrainedModel):
@@ -424,12 +419,7 @@ class ModernBertForTokenClassification(ModernPreTrainedModel):
     ) -> TaskOutputs:
         h = self.model(input_ids, None, attention_mask).last_hidden_state
         logits = self.classifier(self.drop(self.head(h)))  # (B, T, num_labels)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX
-            )
-        return TaskOutputs(loss, logits)
+        return TaskOutputs(token_loss(logits, labels), logits)
 
 
 class ModernBertForQuestionAnswering(ModernPreTrainedModel):
@@ -454,13 +444,7 @@ class ModernBertForQuestionAnswering(ModernPreTrainedModel):
     ) -> TaskOutputs:
         h = self.model(input_ids, None, attention_mask).last_hidden_state
         logits = self.classifier(self.drop(self.head(h)))  # (B, T, 2)
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            start, end = logits.float().unbind(-1)
-            loss = (
-                F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)
-            ) / 2
-        return TaskOutputs(loss, logits)
+        return TaskOutputs(span_loss(logits, start_positions, end_positions), logits)
 
 
 def flops_per_token(c: ModernConfig, seq_len: int, masked_fraction: float) -> float:
