@@ -88,7 +88,9 @@ def main() -> None:
                 "--out",
                 "data/corpus",
                 "--stats",
-                "metrics/corpus_stats.json",
+                "results/corpus_stats.json",
+                "--metrics",
+                "metrics/corpus.json",
             ],
         ),
         (
@@ -100,7 +102,9 @@ def main() -> None:
                 "--out",
                 "models/tokenizer",
                 "--stats",
-                "metrics/tokenizer_stats.json",
+                "results/tokenizer_stats.json",
+                "--metrics",
+                "metrics/tokenizer.json",
             ],
         ),
         (
@@ -114,7 +118,9 @@ def main() -> None:
                 "--out",
                 "data/pretrain",
                 "--stats",
-                "metrics/pretrain_data_stats.json",
+                "results/pretrain_data_stats.json",
+                "--metrics",
+                "metrics/pretrain_data.json",
             ],
         ),
     ]
@@ -125,8 +131,8 @@ def main() -> None:
         total_s += s
         peak = max(peak, rss)
         rows.append((name, s, rss))
-    corpus = json.loads((work / "metrics/corpus_stats.json").read_text())["total"]
-    pdata = json.loads((work / "metrics/pretrain_data_stats.json").read_text())
+    corpus = json.loads((work / "results/corpus_stats.json").read_text())["total"]
+    pdata = json.loads((work / "results/pretrain_data_stats.json").read_text())
 
     print(
         f"\npreset {a.preset}: {corpus['characters'] / 1e6:.1f} M chars kept, "

@@ -155,7 +155,7 @@ def pipeline(
     finally:
         tracking.end_run(run_id, status)
 
-    report = json.loads((Path(workdir) / "reports/metrics.json").read_text())
+    report = json.loads((Path(workdir) / "reports/summary.json").read_text())
     create_markdown_artifact(
         results_markdown(results, report, promoted, tracking.run_url(run_id), run_id),
         key="bertpipe-results",

@@ -6,7 +6,7 @@ from __future__ import annotations
 def results_markdown(
     stages: list[dict], report: dict, promoted: list[dict], mlflow_url: str, mlflow_run_id: str
 ) -> str:
-    """``report`` is the evaluate stage's ``reports/metrics.json``."""
+    """``report`` is the evaluate stage's ``reports/summary.json``."""
     inits = list(dict.fromkeys(label for scores in report["tasks"].values() for label in scores))
     lines = ["| stage | state |", "|---|---|"]
     lines += [f"| {r['stage']} | {'ran' if r['ran'] else 'skipped (unchanged)'} |" for r in stages]

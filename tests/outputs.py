@@ -28,9 +28,10 @@ def comparable_tiny_params() -> dict:
 
 
 TIMING_FILES = {  # outputs that hold throughput or timings: compared without those keys
+    "results/pretrain/bert.json",
     "metrics/pretrain/bert.json",
     "metrics/pretrain_curves/bert",
-    "metrics/finetune/rte.json",
+    "results/finetune/rte.json",
 }
 TIMING_KEYS = {
     "tokens_per_s",
@@ -79,7 +80,7 @@ def snapshot(root: Path, stage: str) -> dict:
         stats = {"corpus": "corpus_stats", "pretrain_data": "pretrain_data_stats"}[stage]
         return {
             "bytes": _tree_bytes(root / folder),
-            "stats": (root / f"metrics/{stats}.json").read_text(),
+            "stats": (root / f"results/{stats}.json").read_text(),
         }
     if stage.startswith("pretrain@"):
         family = stage.removeprefix("pretrain@")
@@ -91,7 +92,7 @@ def snapshot(root: Path, stage: str) -> dict:
             "tensors": _tensors(model / "model.safetensors"),
             "files": {k: v for k, v in _tree_bytes(model).items() if k != "model.safetensors"},
             "metrics": _without_timings(
-                json.loads((root / "metrics/pretrain" / f"{family}.json").read_text())
+                json.loads((root / "results/pretrain" / f"{family}.json").read_text())
             ),
             "train_curve": _csv_without_timings(curves / "train.csv"),
             "val_curve": (curves / "val.csv").read_text(),
@@ -100,7 +101,7 @@ def snapshot(root: Path, stage: str) -> dict:
     return {
         "tensors": _tensors(out / "model/model.safetensors"),
         "predictions": _tree_bytes(out / "predictions"),
-        "metrics": _without_timings(json.loads((root / "metrics/finetune/rte.json").read_text())),
+        "metrics": _without_timings(json.loads((root / "results/finetune/rte.json").read_text())),
     }
 
 

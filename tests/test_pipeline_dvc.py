@@ -92,7 +92,7 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert len(first["promoted"]) == len(TUNED) + len(RAN)
     lock = yaml.safe_load((project / "dvc.lock").read_text())
     assert lock["stages"]["tokenizer"]["params"]["params.yaml"]["tokenizer"]["vocab_size"] == 2000
-    stats = json.loads((project / "metrics/pretrain_data_stats.json").read_text())
+    stats = json.loads((project / "results/pretrain_data_stats.json").read_text())
     assert stats["train"]["instances"] > 1000
     assert (project / "models/tokenizer/tokenizer.json").exists()
     _check_finetune_and_report(project, first["mlflow_run_id"])
@@ -128,9 +128,9 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert (
         "Running stage 'tokenizer'" in out.stdout and "Running stage 'pretrain_data'" in out.stdout
     )
-    tok = json.loads((project / "metrics/tokenizer_stats.json").read_text())
+    tok = json.loads((project / "metrics/tokenizer.json").read_text())
     assert tok["vocab_size"] == 1500
-    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
+    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "results"], project)
     sh([sys.executable, "-m", "dvc", "checkout", "--force"], project)
     # One family's params: only that family's pretraining reruns, and fine-tuning retrains
     # only its starting point (the other inits' finished seeds are reused).
@@ -147,14 +147,14 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert "finetune rte/pretrained_gpt/seed1: done before" not in log
     # Back to the committed tiny state (the experiment stopped at pretrain_data), so the
     # tests below start from an up-to-date DAG.
-    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
+    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "results"], project)
     sh([sys.executable, "-m", "dvc", "checkout", "--force"], project)
     assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], project).stdout
 
 
 def _stage_metric(project, task: str) -> tuple[str, float]:
     """The finetune stage's dev score of the exported model (the first init's best seed)."""
-    summary = json.loads((project / f"metrics/finetune/{task}.json").read_text())
+    summary = json.loads((project / f"results/finetune/{task}.json").read_text())
     init = summary["exported_model"]["init"]
     seed = summary["exported_model"]["seed"]
     run = next(r for r in summary["results"][init]["runs"] if r["seed"] == seed)
@@ -423,6 +423,8 @@ def test_killed_stage_leaves_no_partial_output(project, tmp_path):
             "data/pretrain",
             "--stats",
             str(tmp_path / "s.json"),
+            "--metrics",
+            str(tmp_path / "m.json"),
         ],
         cwd=project,
         stdout=subprocess.DEVNULL,
@@ -450,6 +452,8 @@ def test_killed_stage_leaves_no_partial_output(project, tmp_path):
             "data/pretrain",
             "--stats",
             str(tmp_path / "s.json"),
+            "--metrics",
+            str(tmp_path / "m.json"),
         ],
         project,
     )
@@ -705,7 +709,7 @@ TUNED = ("bert", "gpt", "elmo")  # ... and fine-tunes from these (modern: test_f
 def _check_finetune_and_report(project, run_id):
     """Every task with training data in the mirror ran from both inits; the rest are skipped notes."""
     for task in RAN:
-        summary = json.loads((project / f"metrics/finetune/{task}.json").read_text())
+        summary = json.loads((project / f"results/finetune/{task}.json").read_text())
         for init in INITS:  # every family, end to end
             runs = summary["results"][init]["runs"]
             assert [r["seed"] for r in runs] == [1, 2]
@@ -716,7 +720,7 @@ def _check_finetune_and_report(project, run_id):
     for task in SKIPPED:
         assert (
             "is not in the mirror"
-            in json.loads((project / f"metrics/finetune/{task}.json").read_text())["skipped"]
+            in json.loads((project / f"results/finetune/{task}.json").read_text())["skipped"]
         )
     report = (project / "reports/report.md").read_text()
     for task in RAN:
@@ -744,14 +748,30 @@ def _check_finetune_and_report(project, run_id):
     assert "## What the exported models predict" in report
     assert "rte: pretrained, seed" in report and "confusion (counts" in report
     assert "stsb: pretrained, seed" in report and "predicted against gold scores" in report
-    metrics = json.loads((project / "reports/metrics.json").read_text())
-    assert set(metrics["tasks"]) == set(RAN) and set(metrics["skipped"]) == set(SKIPPED)
-    # DVC sees the declared metrics (what `dvc metrics diff` compares).
+    summary = json.loads((project / "reports/summary.json").read_text())
+    assert set(summary["tasks"]) == set(RAN) and set(summary["skipped"]) == set(SKIPPED)
+    assert json.loads((project / "reports/metrics.json").read_text()) == {
+        "glue_average": summary["glue_average"]
+    }
+    # DVC sees the declared metrics (what `dvc metrics diff` compares): numbers only, one
+    # median per init for a task, none for a skipped one.
     shown = json.loads(
         sh([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout
     )
-    files = next(iter(shown.values()))["data"]
-    assert "reports/metrics.json" in files and "metrics/finetune/cola.json" in files
+    files = {k: v["data"] for k, v in next(iter(shown.values()))["data"].items()}
+    assert "reports/metrics.json" in files and set(files["metrics/finetune/cola.json"]) == set(
+        INITS
+    )
+    assert files["metrics/finetune/qqp.json"] == {}
+
+    def leaves(d):
+        return [x for v in d.values() for x in (leaves(v) if isinstance(v, dict) else [v])]
+
+    assert all(isinstance(v, int | float) for d in files.values() for v in leaves(d)), files
+    width = max(
+        map(len, sh([sys.executable, "-m", "dvc", "metrics", "show"], project).stdout.splitlines())
+    )
+    print(f"dvc metrics show: {width} columns wide")
     # Plots render offline (vl-convert), per revision for comparisons.
     out = sh([sys.executable, "-m", "bertpipe.cli", "plots", "--out", "dvcplots"], project).stdout
     assert "pretraining_loss.png" in out and (project / "dvcplots/index.html").exists()
@@ -764,7 +784,7 @@ def _check_finetune_and_report(project, run_id):
     parent = client.get_run(run_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["bertpipe.stage"] == "pipeline"
     assert "report" in {a.path for a in client.list_artifacts(run_id)}
-    assert parent.data.metrics["glue_average/pretrained"] == metrics["glue_average"]["pretrained"]
+    assert parent.data.metrics["glue_average/pretrained"] == summary["glue_average"]["pretrained"]
     nested = client.search_runs(
         [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=200
     )

@@ -11,5 +11,5 @@ exec .venv/bin/torchrun --nnodes "$NNODES" --node_rank "$NODE_RANK" --nproc_per_
   --master_addr "$MASTER_ADDR" --master_port "${MASTER_PORT:-29500}" \
   -m bertpipe.stages.pretrain --params params.yaml --family "${FAMILY:-bert}" \
   --data data/pretrain --tokenizer models/tokenizer --out "models/pretrained/${FAMILY:-bert}" \
-  --checkpoints "checkpoints/pretrain/${FAMILY:-bert}" --metrics "metrics/pretrain/${FAMILY:-bert}.json" \
+  --checkpoints "checkpoints/pretrain/${FAMILY:-bert}" --summary "results/pretrain/${FAMILY:-bert}.json" --metrics "metrics/pretrain/${FAMILY:-bert}.json" \
   --plots "metrics/pretrain_curves/${FAMILY:-bert}"

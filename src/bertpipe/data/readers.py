@@ -61,7 +61,9 @@ def detect_format(path: Path) -> str:
 def _warn(problems: Counter, kind: str, where: str, detail: str, action: str = "skipped") -> None:
     problems[kind] += 1
     if problems[kind] <= _MAX_WARNINGS:
-        log.warning("%s: %s (%s); %s and counted in corpus_stats.json", where, kind, detail, action)
+        log.warning(
+            "%s: %s (%s); %s and counted in the corpus statistics", where, kind, detail, action
+        )
 
 
 def _decoded_lines(path: Path, problems: Counter) -> Iterator[tuple[int, str]]:

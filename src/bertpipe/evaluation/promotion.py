@@ -24,9 +24,9 @@ class Candidate:
 
 
 def candidates(workdir: str | Path) -> list[Candidate]:
-    """The models of a finished run (``reports/metrics.json`` and the model directories)."""
+    """The models of a finished run (``reports/summary.json`` and the model directories)."""
     root = Path(workdir)
-    report = json.loads((root / "reports/metrics.json").read_text())
+    report = json.loads((root / "reports/summary.json").read_text())
     out = []
     for label, glue in report.get("glue_average", {}).items():
         # one registered model per pretrained family: bertpipe-pretrained (BERT, as before

@@ -17,10 +17,11 @@ import json
 import statistics
 from pathlib import Path
 
-from bertpipe.atomic import atomic_dir, atomic_write_text, write_json
+from bertpipe.atomic import atomic_dir, atomic_write_text
 from bertpipe.config import GLUE_TASKS
 from bertpipe.evaluation.prediction_plots import plot_task
 from bertpipe.evaluation.references import COLLOBERT, SEEDS_TABLE, reference_for
+from bertpipe.metrics_file import write_summary_and_metrics
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -228,8 +229,8 @@ ATTENTION_PAIR = ("the man went to the store .", "he bought a gallon of milk .")
 
 
 def build_report(
-    finetune_metrics: list[Path],
-    pretrain_metrics: Path | None,
+    finetune_summaries: list[Path],
+    pretrain_summaries: Path | None,
     curves_dir: Path | None,
     model_size: str,
     out_dir: str | Path,
@@ -237,21 +238,22 @@ def build_report(
     results_dir: Path | None = None,
     pretrained_families: tuple[str, ...] | None = None,
 ) -> dict:
-    """Write ``out_dir/{report.md, metrics.json, plots/*.png}``; return the metrics dict.
+    """Write ``out_dir/{report.md, summary.json, metrics.json, plots/*.png}``; return the
+    summary (``metrics.json``, the DVC metrics file, holds its GLUE averages).
 
-    ``pretrain_metrics`` and ``curves_dir`` hold one entry per pretrained family
+    ``pretrain_summaries`` and ``curves_dir`` hold one entry per pretrained family
     (``<family>.json``, ``<family>/``); ``results_dir`` the finetune stages' outputs, whose
     predictions give each task's confusion matrix or score histogram; ``pretrained_families``
     (``pretrain.families``) which families' metrics count (None: every file there)."""
-    summaries = [json.loads(Path(p).read_text()) for p in sorted(finetune_metrics)]
+    summaries = [json.loads(Path(p).read_text()) for p in sorted(finetune_summaries)]
     ran = [s for s in summaries if "skipped" not in s]
     skipped = [s for s in summaries if "skipped" in s]
     labels = list(dict.fromkeys(label for s in ran for label in s["results"]))
     families = {
         p.stem: json.loads(p.read_text())
         for p in (
-            sorted(pretrain_metrics.glob("*.json"))
-            if pretrain_metrics and pretrain_metrics.is_dir()
+            sorted(pretrain_summaries.glob("*.json"))
+            if pretrain_summaries and pretrain_summaries.is_dir()
             else []
         )
         # a family dropped from pretrain.families may have left its file from an earlier run
@@ -454,6 +456,11 @@ def build_report(
             "",
             *pictures,
         ]
-    write_json(out_dir / "metrics.json", metrics)
+    write_summary_and_metrics(
+        out_dir / "summary.json",
+        out_dir / "metrics.json",
+        metrics,
+        {"glue_average": metrics["glue_average"]},
+    )
     atomic_write_text(out_dir / "report.md", "\n".join(lines))
     return metrics

@@ -1,5 +1,5 @@
-"""Stage ``evaluate``: fine-tuning summaries + pretraining metrics -> report.md, index.html,
-metrics.json, PNG plots, MLflow."""
+"""Stage ``evaluate``: fine-tuning and pretraining summaries -> report.md, index.html,
+summary.json, metrics.json (the GLUE averages), PNG plots, MLflow."""
 
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ log = logging.getLogger("bertpipe.stages.evaluate")
 def main() -> None:
     args = parse_args(
         __doc__,
-        ("finetune", "folder of the finetune stages' metrics JSON (one per task)"),
-        ("pretrain_metrics", "folder of the pretrain stages' metrics JSON (one per family)"),
+        ("finetune", "folder of the finetune stages' summaries (TASK.json) and outputs (TASK/)"),
+        ("pretrain", "folder of the pretrain stages' summaries (one JSON per family)"),
         ("curves", "folder of the pretrain stages' curves (one folder per family)"),
         ("pretrained", "pretrain stage output (identifies the MLflow pipeline run)"),
-        ("results", "folder of the finetune stages' outputs (predictions/ per task)"),
-        ("out", "report folder (report.md, metrics.json, plots/)"),
+        ("out", "report folder (report.md, index.html, summary.json, metrics.json, plots/)"),
     )
     params = load_params(args.params)
     tracking.require_reachable()  # before anything is written
@@ -36,12 +35,12 @@ def main() -> None:
         )
     metrics = build_report(
         files,
-        Path(args.pretrain_metrics),
+        Path(args.pretrain),
         Path(args.curves),
         params.model.bert.size,
         args.out,
         Path(args.pretrained) / "bert",
-        Path(args.results),
+        Path(args.finetune),
         params.pretrain.families,
     )
     parent = tracking.pipeline_run(params.tracking.experiment, args.pretrained)

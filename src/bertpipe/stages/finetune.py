@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from bertpipe import tracking
-from bertpipe.atomic import write_json
 from bertpipe.config import load_params
 from bertpipe.errors import run_main
+from bertpipe.metrics_file import finetune_metrics, write_summary_and_metrics
 from bertpipe.stages import parse_args
 from bertpipe.training.finetuning import run_task
 
@@ -21,7 +21,8 @@ def main() -> None:
         ("pretrained", "pretrain stage output (the 'pretrained' init)"),
         ("tokenizer", "the pipeline's tokenizer (for the 'scratch' init)"),
         ("out", "output folder: predictions/ and the best model"),
-        ("metrics", "metrics JSON path (median and spread per init)"),
+        ("summary", "the whole summary JSON (every run, median and spread per init)"),
+        ("metrics", "DVC metrics JSON (the median score per init)"),
         ("work", "per-run results kept between attempts (outside DVC outputs)"),
     )
     params = load_params(args.params)
@@ -36,7 +37,7 @@ def main() -> None:
         out_dir=args.out,
         work_dir=args.work,
     )
-    write_json(args.metrics, summary)
+    write_summary_and_metrics(args.summary, args.metrics, summary, finetune_metrics(summary))
     if "skipped" in summary:
         log.warning("finetune %s: skipped (%s)", args.task, summary["skipped"])
     for label, r in summary.get("results", {}).items():

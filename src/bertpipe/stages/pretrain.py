@@ -1,4 +1,5 @@
-"""Stage ``pretrain@FAMILY`` (DVC ``foreach``): pretrain_data + tokenizer -> model, metrics, curves, MLflow run."""
+"""Stage ``pretrain@FAMILY`` (DVC ``foreach``): pretrain_data + tokenizer -> model, summary,
+metrics, curves, MLflow run."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def main() -> None:
         ("tokenizer", "tokenizer folder"),
         ("out", "output folder for the Hugging Face-format model"),
         ("checkpoints", "resumable checkpoints (kept outside DVC outputs)"),
-        ("metrics", "metrics JSON path"),
+        ("summary", "the whole summary JSON (budget, losses, fill-mask examples)"),
+        ("metrics", "DVC metrics JSON (held-out accuracies, perplexity, tokens/s)"),
         ("plots", "folder for the loss/accuracy curves (CSV)"),
     )
     params = load_params(args.params)
@@ -35,6 +37,7 @@ def main() -> None:
         args.tokenizer,
         args.out,
         args.checkpoints,
+        args.summary,
         args.metrics,
         args.plots,
     )

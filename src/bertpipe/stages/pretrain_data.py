@@ -1,13 +1,13 @@
-"""Stage ``pretrain_data``: corpus + tokenizer -> memory-mapped instances + stats."""
+"""Stage ``pretrain_data``: corpus + tokenizer -> memory-mapped instances + statistics + metrics."""
 
 from __future__ import annotations
 
 import logging
 
-from bertpipe.atomic import write_json
 from bertpipe.config import load_params
 from bertpipe.data.instances import build_pretrain_data
 from bertpipe.errors import run_main
+from bertpipe.metrics_file import PRETRAIN_DATA, pick, write_summary_and_metrics
 from bertpipe.stages import parse_args
 
 log = logging.getLogger("bertpipe.stages.pretrain_data")
@@ -19,11 +19,12 @@ def main() -> None:
         ("corpus", "corpus stage output folder"),
         ("tokenizer", "tokenizer stage output folder"),
         ("out", "output folder (train/, valid/, meta.json)"),
-        ("stats", "pretrain_data_stats.json path"),
+        ("stats", "the whole statistics JSON (train and valid)"),
+        ("metrics", "DVC metrics JSON (train instances, tokens, padding_fraction)"),
     )
     cfg = load_params(args.params).pretrain_data
     stats = build_pretrain_data(cfg, args.corpus, args.tokenizer, args.out)
-    write_json(args.stats, stats)
+    write_summary_and_metrics(args.stats, args.metrics, stats, pick(stats, PRETRAIN_DATA))
     log.info(
         "pretrain_data: %d train / %d valid instances, random-next %.3f",
         stats["train"]["instances"],

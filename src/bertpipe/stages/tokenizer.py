@@ -1,14 +1,15 @@
-"""Stage ``tokenizer``: corpus -> WordPiece tokenizer directory + tokenizer_stats.json."""
+"""Stage ``tokenizer``: corpus -> WordPiece tokenizer directory + statistics + metrics."""
 
 from __future__ import annotations
 
 import logging
 
-from bertpipe.atomic import atomic_dir, write_json
+from bertpipe.atomic import atomic_dir
 from bertpipe.config import load_params
 from bertpipe.data.shards import shard_files
 from bertpipe.data.tokenizer import load_existing, save_tokenizer, tokenizer_stats, train_tokenizer
 from bertpipe.errors import run_main
+from bertpipe.metrics_file import TOKENIZER, pick, write_summary_and_metrics
 from bertpipe.stages import parse_args
 
 log = logging.getLogger("bertpipe.stages.tokenizer")
@@ -19,7 +20,8 @@ def main() -> None:
         __doc__,
         ("corpus", "corpus stage output folder"),
         ("out", "tokenizer output folder"),
-        ("stats", "tokenizer_stats.json path"),
+        ("stats", "the whole statistics JSON"),
+        ("metrics", "DVC metrics JSON (vocab_size, unk_rate, tokens_per_word)"),
     )
     cfg = load_params(args.params).tokenizer
     if cfg.reuse_from:
@@ -31,7 +33,7 @@ def main() -> None:
     stats["source"] = cfg.reuse_from or "trained"
     with atomic_dir(args.out) as tmp:
         save_tokenizer(tok, tmp, cfg.model_max_length)
-    write_json(args.stats, stats)
+    write_summary_and_metrics(args.stats, args.metrics, stats, pick(stats, TOKENIZER))
     log.info(
         "tokenizer: vocab %d, [UNK] rate %.5f, %.3f tokens/word on %d held-out sentences",
         stats["vocab_size"],

@@ -22,11 +22,12 @@ import numpy as np
 import torch
 
 from bertpipe import tracking
-from bertpipe.atomic import atomic_dir, write_json
+from bertpipe.atomic import atomic_dir
 from bertpipe.code_deps import code_identity
 from bertpipe.config import ModelConfig, PretrainConfig, TrackingConfig
 from bertpipe.data.tokenizer import copy_tokenizer_files, load_tokenizer, resolve_dir
 from bertpipe.errors import InputError
+from bertpipe.metrics_file import pretrain_metrics, write_summary_and_metrics
 from bertpipe.models.hf_format import CHECKSUM, CheckpointError
 from bertpipe.models.registry import ModelFamily, family_config, get_family
 from bertpipe.training.callbacks import (
@@ -175,6 +176,10 @@ def family_masking_rate(family: ModelFamily, section, masked: bool, meta: dict) 
     return rate
 
 
+USED = ("used/tokens", "used/flops", "used/seconds", "val/unigram_baseline_acc")
+"""The summary numbers logged to MLflow once, at the last step."""
+
+
 def run_pretraining(
     family_name: str,
     model_cfg: ModelConfig,
@@ -184,10 +189,12 @@ def run_pretraining(
     tokenizer_dir: str | Path,
     out_dir: str | Path,
     ckpt_dir: str | Path,
+    summary_path: str | Path,
     metrics_path: str | Path,
     plots_dir: str | Path,
 ) -> dict:
-    """Pretrain one family at ``pretrain.budget``; export it, write metrics and curves."""
+    """Pretrain one family at ``pretrain.budget``; export it, write its summary (returned),
+    metrics file and curves."""
     quiet_known_noise()
     family = get_family(family_name, "pretrain.families")
     data_dir, ckpt_dir, plots_dir = Path(data_dir), Path(ckpt_dir), Path(plots_dir)
@@ -376,11 +383,13 @@ def run_pretraining(
         with atomic_dir(out_dir) as tmp:
             family.save(model, tmp)
             copy_tokenizer_files(tokenizer_dir, tmp)
-        write_json(metrics_path, metrics)
+        write_summary_and_metrics(summary_path, metrics_path, metrics, pretrain_metrics(metrics))
         _write_curves(curves, plots_dir)
+        # What the curves do not already hold (their last points are the final scores): what
+        # the run used, and the baseline its accuracies read against.
         tracking.log_metrics(
             logger,
-            {"final/" + k: v for k, v in metrics.items() if isinstance(v, float)},
+            {k: metrics[k] for k in USED},
             step=trainer.global_step,
         )
         checksum = (Path(out_dir) / CHECKSUM).read_text().split()[0]
