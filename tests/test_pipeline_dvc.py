@@ -130,7 +130,7 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     )
     tok = json.loads((project / "metrics/tokenizer.json").read_text())
     assert tok["vocab_size"] == 1500
-    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "results"], project)
+    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
     sh([sys.executable, "-m", "dvc", "checkout", "--force"], project)
     # One family's params: only that family's pretraining reruns, and fine-tuning retrains
     # only its starting point (the other inits' finished seeds are reused).
@@ -147,7 +147,7 @@ def test_flow_runs_tiny_then_skips_everything_then_dvc_noop_and_selective(projec
     assert "finetune rte/pretrained_gpt/seed1: done before" not in log
     # Back to the committed tiny state (the experiment stopped at pretrain_data), so the
     # tests below start from an up-to-date DAG.
-    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "results"], project)
+    sh(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], project)
     sh([sys.executable, "-m", "dvc", "checkout", "--force"], project)
     assert "up to date" in sh([sys.executable, "-m", "dvc", "status"], project).stdout
 

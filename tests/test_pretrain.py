@@ -143,7 +143,9 @@ def variant_args(variant: str) -> tuple:
     return family, (False if padded else "auto")
 
 
-@pytest.mark.parametrize("family", ["bert", "bert+padded", "gpt", "elmo"])
+# BERT resumes packed (auto); GPT and ELMo train padded, so they cover the padded collator
+# ("bert+padded" runs BERT padded, dropped from the list for the suite's time).
+@pytest.mark.parametrize("family", ["bert", "gpt", "elmo"])
 def test_resume_after_kill_gives_the_same_weights_and_one_run(
     reference_run, tiny_built, tmp_path, family
 ):
