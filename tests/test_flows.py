@@ -118,15 +118,35 @@ def test_failure_classification():
 DAG_STAGE = textwrap.dedent("""
     import json, pathlib, sys, time
     name, out = sys.argv[1], pathlib.Path(sys.argv[2])
-    start = time.time()
-    time.sleep(1.5 if name.startswith("b") else 0.1)
-    out.write_text(json.dumps({"stage": name, "start": start, "end": time.time()}))
+    running, started = pathlib.Path("running"), pathlib.Path("started")
+    running.mkdir(exist_ok=True)
+    started.mkdir(exist_ok=True)
+    (running / name).touch()
+    (started / name).touch()
+    start, peak = time.time(), len(list(running.iterdir()))
+    wait = pathlib.Path("wait_for.txt").read_text() if pathlib.Path("wait_for.txt").exists() else ""
+    if name.startswith("b") and wait:
+        # No sleeps to guess at: a b stage holds until a sibling has started ("peer", the
+        # fan-out test) or until the test releases it ("release"), whatever the machine's load.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if wait == "peer" and len(list(started.iterdir())) - 1 >= 2:  # "a" started too
+                time.sleep(1.0)  # held while running: a third stage would be seen here
+                break
+            if wait == "release" and pathlib.Path("release").exists():
+                break
+            time.sleep(0.05)
+        peak = max(peak, len(list(running.iterdir())))
+    (running / name).unlink()
+    out.write_text(json.dumps({"stage": name, "start": start, "end": time.time(), "peak": peak}))
 """)
 
 
-def _dag_project(tmp_path: Path) -> Path:
+def _dag_project(tmp_path: Path, wait_for: str = "") -> Path:
     project = _project(tmp_path, "ok")
     (project / "dag.py").write_text(DAG_STAGE)
+    if wait_for:
+        (project / "wait_for.txt").write_text(wait_for)
     (project / "params.yaml").write_text("items: [x, y, z]\n")
     (project / "dvc.yaml").write_text(
         textwrap.dedent("""
@@ -157,7 +177,7 @@ def test_the_flow_runs_the_dag_dvc_yaml_describes_with_a_bounded_fan_out(tmp_pat
     from flows.dag import stage_generations
     from flows.pipeline import run_dag
 
-    project = _dag_project(tmp_path)
+    project = _dag_project(tmp_path, wait_for="peer")
     assert stage_generations(str(project)) == [["a"], ["b@x", "b@y", "b@z"], ["c"]]
 
     @flow
@@ -174,9 +194,9 @@ def test_the_flow_runs_the_dag_dvc_yaml_describes_with_a_bounded_fan_out(tmp_pat
     }
     assert times["a"]["end"] <= min(times[f"b@{i}"]["start"] for i in "xyz")
     assert max(times[f"b@{i}"]["end"] for i in "xyz") <= times["c"]["start"]
-    fan = [times[f"b@{i}"] for i in "xyz"]
-    at_once = max(sum(o["start"] <= t["start"] < o["end"] for o in fan) for t in fan)
-    assert at_once == 2, "two of the three fan-out stages overlapped, never three"
+    # Each b stage counted the stages running beside it: two at once (they waited for each
+    # other, so a flow that ran them one by one would show 1), never three.
+    assert max(times[f"b@{i}"]["peak"] for i in "xyz") == 2, times
     assert not any(r["ran"] for r in dag(2))  # DVC: nothing changed
     # A stage added to dvc.yaml runs with no flow edit.
     with open(project / "dvc.yaml", "a") as f:
@@ -193,7 +213,7 @@ def test_a_concurrent_dvc_repro_of_a_running_fan_out_stage_is_refused(tmp_path, 
     from bertpipe.dvc_runner import command, environment
     from flows.stage_tasks import run_stage_concurrently
 
-    project = _dag_project(tmp_path)
+    project = _dag_project(tmp_path, wait_for="release")  # b@x holds the lock until released
     subprocess.run(
         command("repro", "a"), cwd=project, check=True, env=environment(), capture_output=True
     )
@@ -220,6 +240,7 @@ def test_a_concurrent_dvc_repro_of_a_running_fan_out_stage_is_refused(tmp_path, 
         capture_output=True,
         text=True,
     )
+    (project / "release").touch()
     worker.join()
     assert other.returncode != 0 and "is busy" in other.stdout + other.stderr
     assert "bertpipe flow: b@x" in other.stdout + other.stderr

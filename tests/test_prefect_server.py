@@ -51,6 +51,15 @@ def _wait_healthy(url: str, timeout: float = 120) -> None:
     raise AssertionError(f"prefect server at {url} not healthy after {timeout}s")
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:  # a worker busy with a scheduled run
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
+
+
 def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -73,15 +82,24 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
         start_new_session=True,
     )
     worker = None
+
+    def run(args, timeout=180, **kw):
+        """A CLI call with a bound: a hung one fails here with the server's log, not at the
+        suite's timeout with nothing to read."""
+        try:
+            return subprocess.run(args, env=kw.pop("env", env), timeout=timeout, **kw)
+        except subprocess.TimeoutExpired as e:
+            log = (tmp_path / "server.log").read_text()[-3000:]
+            raise AssertionError(f"{args} hung for {timeout}s; server log:\n{log}") from e
+
     try:
         _wait_healthy(api)
         project = tmp_path / "project"
         project.mkdir()
         (project / "toy.py").write_text(TOY)
         out = tmp_path / "touched.txt"
-        subprocess.run(
+        run(
             ["prefect", "work-pool", "create", "local-process", "--type", "process"],
-            env=env,
             check=True,
             capture_output=True,
         )
@@ -90,9 +108,7 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
             f"flow.from_source({str(project)!r}, 'toy.py:touch').deploy("
             f"name='every-5s', work_pool_name='local-process', interval=5, parameters={{'path': {str(out)!r}}})\n"
         )
-        subprocess.run(
-            [sys.executable, "-c", deploy], env=env, check=True, capture_output=True, cwd=project
-        )
+        run([sys.executable, "-c", deploy], check=True, capture_output=True, cwd=project)
         worker = subprocess.Popen(
             ["prefect", "worker", "start", "--pool", "local-process"],
             env=env,
@@ -111,8 +127,8 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
         )
         deadline, states = time.monotonic() + 180, ""
         while time.monotonic() < deadline:
-            states = subprocess.run(
-                [sys.executable, "-c", check], env=env, capture_output=True, text=True
+            states = run(
+                [sys.executable, "-c", check], timeout=60, capture_output=True, text=True
             ).stdout
             if "('COMPLETED', True)" in states:
                 break
@@ -122,6 +138,8 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
             + (tmp_path / "server.log").read_text()[-3000:]
         )
         assert out.read_text() == "scheduled run done\n"
+        _stop(worker)  # its every-5s runs would only load the machine from here on
+        worker = None
 
         # The project's own deployments deploy as documented (make deploy = flows.deploy):
         # without the gpu pool, the others are deployed and the missing pool is named; then
@@ -129,8 +147,9 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
         from conftest import REPO
 
         def deploy():
-            return subprocess.run(
+            return run(
                 [sys.executable, "-m", "flows.deploy"],
+                timeout=300,
                 env={**env, "BERTPIPE_WORKDIR": str(REPO)},
                 cwd=REPO,
                 capture_output=True,
@@ -138,17 +157,14 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
             )
 
         def listed():
-            return subprocess.run(
-                ["prefect", "deployment", "ls"], env=env, capture_output=True, text=True
-            ).stdout
+            return run(["prefect", "deployment", "ls"], capture_output=True, text=True).stdout
 
         dep = deploy()
         assert dep.returncode == 0, dep.stdout[-2000:] + dep.stderr[-2000:]
         assert "skipped 'gpu': work pool 'gpu' does not exist" in dep.stdout
         assert "pipeline/tiny-smoke" in listed() and "pipeline/gpu" not in listed()
-        subprocess.run(
+        run(
             ["prefect", "work-pool", "create", "gpu", "--type", "process"],
-            env=env,
             check=True,
             capture_output=True,
         )
@@ -159,10 +175,5 @@ def test_scheduled_deployment_produces_a_completed_flow_run(tmp_path):
     finally:
         for proc in (worker, server):
             if proc is not None:
-                os.killpg(proc.pid, 15)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:  # a worker busy with a scheduled run
-                    os.killpg(proc.pid, 9)
-                    proc.wait(timeout=30)
+                _stop(proc)
         logs.close()
