@@ -45,8 +45,11 @@ run: setup
 
 # Tests never touch the network: hub access is off, the mirror is ../shared/data.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# Two workers (pytest-xdist), a test file each at a time: the suite is mostly processes that
+# start, import and wait, so two share the two cores well. WORKERS=0 runs it in one process.
+WORKERS ?= 2
 test: setup
-	$(TEST_ENV) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(VENV)/bin/python -m pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: setup
 	$(TEST_ENV) $(VENV)/bin/python -m pytest -m "not mirror and not slow and not minutes" $(PYTEST_ARGS)

@@ -45,6 +45,7 @@ import torch
 from bertpipe.data.packing import pack_batch
 from bertpipe.models import bert, modern
 from bertpipe.training.optim import build_optimizer
+from pretrain_speed import matmul_ceiling, timed_step  # bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,24 +128,6 @@ def step_fn(model, opt, batch: dict, device, with_nsp: bool):
     return step
 
 
-def timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t
-
-
-def matmul_flops(device, n: int) -> float:
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    return 2 * n**3 / statistics.median(timed(lambda: a @ b, device) for _ in range(10))
-
-
 def measure(a, device) -> list[dict]:
     data = instances(a.batch, a.seq, a.vocab)
     real = int(data["attention_mask"].sum())
@@ -165,7 +148,7 @@ def measure(a, device) -> list[dict]:
                 fn = step_fn(model, opt, batch, device, with_nsp=family == "bert")
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                times = [timed(fn, device) for _ in range(a.warmup + a.steps)][a.warmup :]
+                times = [timed_step(fn, device) for _ in range(a.warmup + a.steps)][a.warmup :]
                 rate = real / statistics.median(times)
                 rows.append(
                     {
@@ -285,7 +268,8 @@ def main() -> None:
         raise SystemExit("no CUDA device: run with --dry-run to check the script on the CPU")
     device = torch.device("cpu" if a.dry_run else "cuda")
     torch._logging.set_logs(dynamo=logging.ERROR)  # graph-break notes; the table says what ran
-    ceiling = matmul_flops(device, 256 if a.dry_run else 8192)
+    n = 256 if a.dry_run else 8192
+    ceiling = matmul_ceiling(device, torch.bfloat16, n, n, n)
     rows = measure(a, device)
     dvc = dvc_on_gpu(a.dry_run)
     text = table(rows, ceiling, a, device, dvc)

@@ -35,10 +35,28 @@ _MIRROR_FIXTURES = {"mirror", "tiny_built"}
 _NO_MIRROR = "dataset mirror not found at"
 
 
+# The longest files (``--durations``), collected first: ``make test`` runs the suite on two
+# workers, a file each at a time (``-n 2 --dist loadfile``), handed out in collection order, so
+# a long file left to the end would leave one worker on it alone while the other sits idle.
+LONGEST_FIRST = (
+    "test_pipeline_dvc.py",
+    "test_reliability.py",
+    "test_flows.py",
+    "test_pretrain.py",
+    "test_prefect_server.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if _MIRROR_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.mirror)
+
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
 
 
 def _require_mirror() -> None:

@@ -29,6 +29,7 @@ from bertpipe.models.bert import (
 from bertpipe.models.hf_format import (
     CheckpointError,
     load_state_dict,
+    put_label_fields,
     read_config,
     write_checkpoint,
 )
@@ -78,12 +79,7 @@ def config_to_hf(config: BertConfig, architecture: str) -> dict:
         "position_embedding_type": "absolute",
         **asdict(config),
     }
-    if config.id2label:
-        d["label2id"] = {v: int(k) for k, v in config.id2label.items()}
-    else:
-        d.pop("id2label")
-    if config.problem_type is None:
-        d.pop("problem_type")
+    put_label_fields(d)
     for key in INIT_ONLY:
         del d[key]
     return d

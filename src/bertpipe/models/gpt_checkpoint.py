@@ -22,6 +22,7 @@ from bertpipe.models import gpt
 from bertpipe.models.hf_format import (
     CheckpointError,
     load_state_dict,
+    put_label_fields,
     put_state,
     read_config,
     write_checkpoint,
@@ -80,13 +81,7 @@ def config_to_hf(c: gpt.GPTConfig, architecture: str) -> dict:
     d["bos_token_id"] = d["eos_token_id"] = None  # the pipeline's tokenizer has no such tokens
     for key in RECIPE:
         del d[key]
-    if c.id2label:
-        d["label2id"] = {v: int(k) for k, v in c.id2label.items()}
-        d["num_labels"] = len(c.id2label)
-    else:
-        d.pop("id2label")
-    if c.problem_type is None:
-        d.pop("problem_type")
+    put_label_fields(d)
     return d
 
 

@@ -28,6 +28,20 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint directory that cannot be loaded; the message says what is wrong."""
 
 
+def put_label_fields(d: dict) -> dict:
+    """``d`` (a family's ``asdict`` config) with transformers' label fields: ``label2id`` and
+    ``num_labels`` beside ``id2label`` for a task head, neither for a pretraining head;
+    ``problem_type`` only when set."""
+    if d.get("id2label"):
+        d["label2id"] = {v: int(k) for k, v in d["id2label"].items()}
+        d["num_labels"] = len(d["id2label"])
+    else:
+        d.pop("id2label", None)
+    if d.get("problem_type") is None:
+        d.pop("problem_type", None)
+    return d
+
+
 def read_config(folder: str | Path) -> tuple[dict, Path]:
     """The parsed ``config.json`` of a checkpoint directory, and its path."""
     folder = Path(folder)

@@ -20,6 +20,7 @@ from bertpipe.models import modern
 from bertpipe.models.hf_format import (
     CheckpointError,
     load_state_dict,
+    put_label_fields,
     put_state,
     read_config,
     write_checkpoint,
@@ -48,13 +49,7 @@ def config_to_hf(c: modern.ModernConfig, architecture: str) -> dict:
     d["tie_word_embeddings"] = True
     d["sparse_prediction"] = False
     d["cls_token_id"] = d["bos_token_id"] = d["sep_token_id"] = d["eos_token_id"] = None
-    if c.id2label:
-        d["label2id"] = {v: int(k) for k, v in c.id2label.items()}
-        d["num_labels"] = len(c.id2label)
-    else:
-        d.pop("id2label")
-    if c.problem_type is None:
-        d.pop("problem_type")
+    put_label_fields(d)
     return d
 
 
