@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.futures import PrefectFuture, as_completed
 
 from flows.dag import default_parallelism, stage_generations
@@ -131,6 +131,14 @@ def pipeline(
         links=prefect_links(),
     )
     print(f"MLflow run: {tracking.run_url(run_id)}")
+    # The way back from the flow run's page (Artifacts), there from the start: a flow that
+    # fails or is killed still links its MLflow run, which links back (prefect.* tags).
+    create_link_artifact(
+        tracking.run_url(run_id),
+        link_text=f"MLflow run {run_id}",
+        key="mlflow-run",
+        description="this flow run's MLflow parent run",
+    )
     results: list[dict] = []
     PROGRESS.update(workdir=workdir, run_id=run_id, results=results, pulled=pulled)
     status = "FAILED"

