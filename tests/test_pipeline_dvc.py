@@ -693,12 +693,12 @@ def test_flow_killed_during_pretrain_resumes_from_the_checkpoint(project, tmp_pa
     proc.wait()
     run_id = (ckpts / "mlflow_run_id").read_text()
     assert run_id != forty_step_run
-    assert not (
-        project / "metrics/pretrain/bert.json"
-    ).exists()  # DVC removed it; the stage never finished
+    # DVC removed the stage's cached outputs before it ran; the kill left none half-made
+    assert not (project / "results/pretrain/bert.json").exists()
+    assert not (project / "models/pretrained/bert").exists()
     out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert json.loads((project / "metrics/pretrain/bert.json").read_text())["steps"] == 300
+    assert json.loads((project / "results/pretrain/bert.json").read_text())["steps"] == 300
     assert (ckpts / "mlflow_run_id").read_text() == run_id  # the same MLflow run continued
     import mlflow
 

@@ -24,3 +24,21 @@ def test_order_depends_on_seed_and_epoch_only():
     assert list(a) == list(b) != list(c)
     b.set_epoch(1)
     assert list(a) != list(b)
+
+
+def test_a_familys_masking_rate_reaches_the_masker_and_what_the_stage_reads(tiny_built):
+    """The modern family's 30%: one place rewrites it, for the batches and for the FLOPs and
+    resume fingerprint the stage computes from ``dm.meta``; the file on disk is untouched."""
+    import json
+
+    from bertpipe.training.pretraining_data import PretrainDataModule
+
+    data = tiny_built["root"] / "pretrain"
+    on_disk = json.loads((data / "meta.json").read_text())
+    vocab = tiny_built["tokenizer"].get_vocab()
+    plain = PretrainDataModule(data, vocab, 4, seed=0)
+    assert plain.meta == on_disk
+    assert plain.masker.cfg.mlm_probability == on_disk["config"]["masking"]["mlm_probability"]
+    own = PretrainDataModule(data, vocab, 4, seed=0, mlm_probability=0.3)
+    assert own.masker.cfg.mlm_probability == own.meta["config"]["masking"]["mlm_probability"] == 0.3
+    assert json.loads((data / "meta.json").read_text()) == on_disk

@@ -552,10 +552,14 @@ def register_and_promote(
         client.create_registered_model(name)
     found = stage_of(model_dir)
     commit = git_commit()
+    # A logged model's URI is models:/<model id>; a tracking server (not the sqlite store)
+    # refuses that source unless the id comes with it, as mlflow.register_model sends it.
+    logged = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     version = client.create_model_version(
         name,
         model_uri,
         run_id=run_id,
+        model_id=logged,
         tags={
             metric: str(value),
             **(stage_lock_hashes(*found) if found else {}),

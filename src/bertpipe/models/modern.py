@@ -120,8 +120,12 @@ class Unpadded:
 
     def __init__(self, attention_mask: torch.Tensor | None, B: int, T: int):
         self.B, self.T = B, T
-        keep = None if attention_mask is None else attention_mask.bool().flatten()
-        self.index = None if keep is None or bool(keep.all()) else keep.nonzero().squeeze(1)
+        self.index = None
+        if attention_mask is not None:
+            # One host sync, nonzero's (its size is the data's): inherent to unpadding, as
+            # the varlen kernels' cu_seqlens. Its size says whether anything was padding.
+            index = attention_mask.bool().flatten().nonzero().squeeze(1)
+            self.index = None if index.numel() == B * T else index
 
     def take(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (N, D)"""

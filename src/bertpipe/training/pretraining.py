@@ -220,9 +220,6 @@ def run_pretraining(
     packed = use_packing(cfg.packing, objective.masked, meta)
     section = getattr(model_cfg, family.section)
     mlm_probability = family_masking_rate(family, section, objective.masked, meta)
-    if mlm_probability is not None:
-        masking = {**meta["config"]["masking"], "mlm_probability": mlm_probability}
-        meta = {**meta, "config": {**meta["config"], "masking": masking}}
     dm = PretrainDataModule(
         data_dir,
         tok.get_vocab(),
@@ -235,6 +232,7 @@ def run_pretraining(
         packed_length=cfg.packed_length,
         mlm_probability=mlm_probability,
     )
+    meta = dm.meta  # the masking the batches get (a family's own rate), for FLOPs and resume
     seq_len = int(meta["config"]["max_seq_length"])
     flops_per_token = family.flops_per_token(
         model.config, seq_len, objective.predicted_fraction(meta["config"])

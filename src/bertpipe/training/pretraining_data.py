@@ -189,9 +189,11 @@ class PretrainDataModule(L.LightningDataModule):
         self.meta = json.loads((self.data_dir / "meta.json").read_text())
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.with_nsp = with_nsp
+        if mlm_probability is not None:  # what the batches get, in what the stage reads
+            config = self.meta["config"]
+            masking_meta = {**config["masking"], "mlm_probability": mlm_probability}
+            self.meta = {**self.meta, "config": {**config, "masking": masking_meta}}
         masking = MaskingConfig.model_validate(self.meta["config"]["masking"])
-        if mlm_probability is not None:
-            masking = masking.model_copy(update={"mlm_probability": mlm_probability})
         self.masker = Masker.from_vocab(vocab, masking)
         self.pad_id = self.meta["special_ids"]["[PAD]"]
         seq = int(self.meta["config"]["max_seq_length"])
