@@ -170,6 +170,13 @@ def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = No
                 repo.config["core"].get("hardlink_lock", False),
             )
             held.__enter__()
+            # As `dvc repro` does before a command: its outputs go (persistent ones stay), so
+            # a stage killed here leaves none of the previous run's beside a newer lock entry.
+            for o in found.outs:  # Stage.remove_outs's loop: that method takes the rwlock
+                if o.persist:  # we already hold, so it would find the stage busy
+                    o.unprotect()
+                else:
+                    o.remove(ignore_remove=False)
     try:
         out = run_command(found.cmd, workdir, stage, env)
     finally:

@@ -223,16 +223,16 @@ def test_a_concurrent_dvc_repro_of_a_running_fan_out_stage_is_refused(tmp_path, 
     def one():
         return run_stage_concurrently("b@x", str(project), return_state=True).result()
 
+    (project / "b_x.json").write_text("a previous run's output")
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(one()))
     worker.start()
     deadline = time.monotonic() + 60
-    while (
-        not (project / ".dvc/tmp/rwlock").exists()
-        or "b_x.json" not in (project / ".dvc/tmp/rwlock").read_text()
-    ):
-        assert time.monotonic() < deadline, "the flow task never took DVC's rwlock"
+    while not (project / "running/b@x").exists():  # the stage's command has started
+        assert time.monotonic() < deadline, "the flow task never started the stage"
         time.sleep(0.05)
+    assert "b_x.json" in (project / ".dvc/tmp/rwlock").read_text()
+    assert not (project / "b_x.json").exists()  # removed before the command, as dvc repro does
     other = subprocess.run(
         command("repro", "--single-item", "b@x"),
         cwd=project,
