@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,23 +108,36 @@ def log_inputs(run_id: str, inputs: list[dict]) -> None:
     import json
 
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
 
-    _client().log_inputs(
-        run_id,
-        [
-            DatasetInput(
-                Dataset(
-                    name=i["name"],
-                    digest=str(i["digest"])[:36],
-                    source_type="local",
-                    source=json.dumps({"uri": str(i["source"])}),
-                    profile=json.dumps({"num_rows": i["rows"]}),
-                ),
-                [InputTag("mlflow.data.context", i["context"])],
-            )
-            for i in inputs
-        ],
-    )
+    datasets = [
+        DatasetInput(
+            Dataset(
+                name=i["name"],
+                digest=str(i["digest"])[:36],
+                source_type="local",
+                source=json.dumps({"uri": str(i["source"])}),
+                profile=json.dumps({"num_rows": i["rows"]}),
+            ),
+            [InputTag("mlflow.data.context", i["context"])],
+        )
+        for i in inputs
+    ]
+    client = _client()
+    for attempt in range(_INPUT_ATTEMPTS):
+        try:
+            client.log_inputs(run_id, datasets)
+            return
+        except MlflowException as e:
+            # MLflow's stores look a dataset up, then insert it: two fan-out stages logging the
+            # same dataset at once both insert, and the later one hits the unique key. Again,
+            # the lookup finds the row the other stage wrote.
+            if attempt + 1 == _INPUT_ATTEMPTS or not _DUPLICATE_KEY.search(str(e)):
+                raise
+
+
+_INPUT_ATTEMPTS = 3
+_DUPLICATE_KEY = re.compile(r"UNIQUE constraint|IntegrityError|duplicate key|Duplicate entry")
 
 
 def run_tags(stage: str) -> dict[str, str]:
@@ -328,13 +342,24 @@ def _client():
 
 
 def _experiment_id(client, experiment: str) -> str:
+    from mlflow.exceptions import MlflowException
+
     exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    if exp is None or exp.tags.get(EXPERIMENT_KIND_TAG) != "custom_model_development":
+    if exp is None:
+        try:
+            client.create_experiment(experiment)
+        except MlflowException as e:
+            # another stage created it since the lookup: use that one
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        exp = client.get_experiment_by_name(experiment)
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != "custom_model_development":
         # MLflow 3's UI opens an experiment in its machine-learning view by this tag (not the
         # GenAI "Traces" view)
-        client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, "custom_model_development")
-    return exp_id
+        client.set_experiment_tag(
+            exp.experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development"
+        )
+    return exp.experiment_id
 
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
