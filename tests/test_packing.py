@@ -211,3 +211,15 @@ def test_a_packed_fine_tuning_batch_gives_the_padded_batchs_loss_and_gradients()
     assert abs(la - lb) < 1e-5 and torch.allclose(ya, yb, atol=1e-5)
     for name in ga:
         assert torch.allclose(ga[name], gb[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_fine_tuning_rows_are_as_wide_as_the_cost_estimate_prefers():
+    """32 instances of 11 tokens: rows of 24 (two a row, 16 rows) cost 16 x 24 x (1 + 24/256)
+    = 420, less than rows of 128 (eleven a row, 3 rows: 576) or one a row (32 x 16: 544);
+    instances as long as the maximum leave no choice."""
+    from bertpipe.data.packing import cheapest_capacity
+
+    assert cheapest_capacity(np.full(32, 11), 128) == 24
+    assert cheapest_capacity(np.array([128, 3, 5]), 128) == 128
+    assert cheapest_capacity(np.array([100, 100, 20]), 128) == 120  # 20 joins a 100: 2 rows
+    assert cheapest_capacity(np.array([7]), 5 * 8 + 3) == 8
