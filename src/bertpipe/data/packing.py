@@ -49,6 +49,12 @@ def pack_rows(lengths: list[int] | np.ndarray, capacity: int) -> list[list[int]]
     return rows
 
 
+def row_width(rows: list[list[int]], lengths: np.ndarray, multiple: int = 8) -> int:
+    """The width of packed ``rows``: the fullest row's tokens, rounded up to ``multiple``."""
+    width = max(sum(int(lengths[i]) for i in row) for row in rows)
+    return -(-width // multiple) * multiple
+
+
 def pack_batch(
     arrays: dict[str, np.ndarray],
     lengths: np.ndarray,
@@ -61,8 +67,7 @@ def pack_batch(
     ``pad_values`` gives each array's fill value. Returns the packed arrays plus
     ``position_ids``, ``instance_ids`` (R, T') and ``cls_index`` (B,)."""
     rows = pack_rows(lengths, capacity)
-    width = max(sum(int(lengths[i]) for i in row) for row in rows)
-    width = -(-width // multiple) * multiple
+    width = row_width(rows, lengths, multiple)
     R = len(rows)
     out = {k: np.full((R, width), pad_values[k], dtype=v.dtype) for k, v in arrays.items()}
     positions = np.zeros((R, width), dtype=np.int64)
@@ -96,17 +101,11 @@ def cheapest_capacity(lengths: np.ndarray, max_capacity: int, multiple: int = 8)
     Short instances (CoLA's 11 tokens) packed into rows of 128 attend over 128 positions each:
     more attention work than the padded batch had. Narrower rows keep the padding out without
     that. Only speed depends on the choice: every instance computes the same either way."""
-    longest = int(np.max(lengths))
-    first = -(-longest // multiple) * multiple
-    candidates = (
-        [*range(first, max_capacity, multiple), max_capacity]
-        if first < max_capacity
-        else [max_capacity]
-    )
+    first = -(-int(np.max(lengths)) // multiple) * multiple
     best, best_cost = max_capacity, float("inf")
-    for capacity in candidates:
+    for capacity in [*range(first, max_capacity, multiple), max_capacity]:
         rows = pack_rows(lengths, capacity)
-        width = -(-max(sum(int(lengths[i]) for i in row) for row in rows) // multiple) * multiple
+        width = row_width(rows, lengths, multiple)
         cost = len(rows) * width * (1 + width / ATTENTION_COST_WIDTH)
         if cost < best_cost:
             best, best_cost = capacity, cost
@@ -118,14 +117,19 @@ def pack_padded(batch: dict, max_capacity: int, pad_id: int) -> dict:
     ``attention_mask``, plus per-example targets such as ``labels``) as packed rows of at
     most ``max_capacity`` tokens (the cheapest capacity for these lengths); the targets stay
     one per example, in order."""
+    lengths = batch["attention_mask"].sum(1).numpy()
+    return pack_padded_at(batch, cheapest_capacity(lengths, max_capacity), pad_id)
+
+
+def pack_padded_at(batch: dict, capacity: int, pad_id: int) -> dict:
+    """``pack_padded`` into rows of at most ``capacity`` tokens, whatever the lengths."""
     import torch
 
     rows = ("input_ids", "token_type_ids", "attention_mask")
-    lengths = batch["attention_mask"].sum(1).numpy()
     packed = pack_batch(
         {k: batch[k].numpy() for k in rows},
-        lengths,
-        cheapest_capacity(lengths, max_capacity),
+        batch["attention_mask"].sum(1).numpy(),
+        capacity,
         {"input_ids": pad_id, "token_type_ids": 0, "attention_mask": 0},
     )
     out = {k: v for k, v in batch.items() if k not in rows}
