@@ -162,32 +162,40 @@ def test_length_grouped_batches_hold_every_example_once_and_repeat_per_seed():
     assert padded(epochs[0]) >= sum(lengths)
 
 
-def test_a_packed_fine_tuning_batch_gives_the_padded_batchs_loss_and_gradients():
-    from bertpipe.data.packing import pack_padded
-    from bertpipe.models.bert import BertForSequenceClassification
-    from bertpipe.tasks.kinds import pad_inputs
-
-    rng = np.random.default_rng(1)
+def pair_rows(n: int, labels: int, seed: int = 1) -> list[dict]:
+    """Encoded sentence pairs of 6..40 tokens with labels in 0..labels-1."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for _ in range(16):  # sentence pairs of 6..40 tokens, labels 0/1/2
-        n = int(rng.integers(6, 41))
-        ids = [2, *rng.integers(5, 100, n - 2).tolist(), 3]
-        rows.append({"input_ids": ids, "token_type_ids": [0] * (n // 2) + [1] * (n - n // 2)})
-    padded = {
-        **pad_inputs(rows, 0),
-        "labels": torch.tensor(rng.integers(0, 3, 16)),
-    }
-    packed = pack_padded(padded, 64, 0)
-    assert packed["input_ids"].shape[0] < 16 and torch.equal(packed["labels"], padded["labels"])
+    for _ in range(n):
+        k = int(rng.integers(6, 41))
+        ids = [2, *rng.integers(5, 100, k - 2).tolist(), 3]
+        types = [0] * (k // 2) + [1] * (k - k // 2)
+        rows.append({"input_ids": ids, "token_type_ids": types, "label": int(rng.integers(labels))})
+    return rows
+
+
+def sequence_classifier(labels: int):
+    from bertpipe.models.bert import BertForSequenceClassification
+
     torch.manual_seed(0)
     cfg = BertConfig.from_size(
         "tiny",
         len(VOCAB),
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
-        id2label={"0": "a", "1": "b", "2": "c"},
+        id2label={str(i): f"c{i}" for i in range(labels)},
     )
-    model = BertForSequenceClassification(cfg)
+    return BertForSequenceClassification(cfg)
+
+
+def test_a_packed_fine_tuning_batch_gives_the_padded_batchs_loss_and_gradients():
+    from bertpipe.data.packing import pack_padded
+    from bertpipe.tasks.kinds import KINDS
+
+    padded = KINDS["classification"].collate(pair_rows(16, 3), 0)
+    packed = pack_padded(padded, 64, 0)
+    assert packed["input_ids"].shape[0] < 16 and torch.equal(packed["labels"], padded["labels"])
+    model = sequence_classifier(3)
     results = []
     for batch in (padded, packed):
         model.zero_grad()
@@ -223,3 +231,43 @@ def test_fine_tuning_rows_are_as_wide_as_the_cost_estimate_prefers():
     assert cheapest_capacity(np.array([128, 3, 5]), 128) == 128
     assert cheapest_capacity(np.array([100, 100, 20]), 128) == 120  # 20 joins a 100: 2 rows
     assert cheapest_capacity(np.array([7]), 5 * 8 + 3) == 8
+
+
+def test_dev_batches_pack_and_score_as_the_padded_ones():
+    """The stage's dev evaluation and ``bertpipe predict`` batch through ``TaskKind.batch``:
+    packed, every example keeps its padded logits, in order, so the task's metrics and the
+    constant predictor's are the same; a kind that does not pack is left padded."""
+    from bertpipe.config import FinetuneConfig, FinetuneHParams
+    from bertpipe.data.packing import PACKED_KEYS
+    from bertpipe.tasks.kinds import KINDS, Encoded
+    from bertpipe.tasks.spec import resolve_task
+
+    spec = resolve_task("mrpc", FinetuneConfig())  # F1 and accuracy; no data read
+    rows, hp = pair_rows(24, 2, seed=3), FinetuneHParams()
+    model = sequence_classifier(2).eval()
+    constant = spec.kind.constant_logits(spec, Encoded(rows, len(rows)))
+    scored = []
+    for pack_into in (None, 64):
+        evaluator = spec.kind.evaluator(spec, Encoded(rows, len(rows)), hp)
+        baseline = spec.kind.evaluator(spec, Encoded(rows, len(rows)), hp)
+        logits, batch_rows = [], 0
+        for start in range(0, len(rows), 8):
+            batch = spec.kind.batch(rows[start : start + 8], 0, pack_into)
+            batch_rows += batch["input_ids"].shape[0]
+            packed = {k: batch[k] for k in PACKED_KEYS if k in batch}
+            with torch.no_grad():
+                out = model(
+                    batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], **packed
+                ).logits
+            evaluator.update(batch, out)
+            baseline.update(batch, constant(batch))
+            logits.append(out)
+        scored.append((torch.cat(logits), evaluator.compute(), baseline.compute(), batch_rows))
+    (padded_logits, padded_scores, padded_base, padded_rows), packed_run = scored
+    packed_logits, packed_scores, packed_base, packed_rows = packed_run
+    assert packed_rows < padded_rows == 24  # the dev batches were packed
+    assert torch.allclose(padded_logits, packed_logits, atol=1e-5)
+    assert padded_scores == packed_scores and padded_base == packed_base
+    tagging = KINDS["token_classification"]
+    tag_rows = [{**r, "tags": [0] * len(r["input_ids"])} for r in rows[:4]]
+    assert "instance_ids" not in tagging.batch(tag_rows, 0, 64)

@@ -46,7 +46,7 @@ class FinetuneHParams(Section):
     n_best: int = Field(default=20, ge=1)
     """SQuAD: start and end candidates per window considered when decoding."""
     packing: bool = True
-    """Sequence tasks on networks that take packed rows (BERT): a training batch's examples share rows of max_length tokens with block-diagonal attention, each pooled at its own [CLS]; the same batches, losses and gradients as padded, less padding computed."""
+    """Sequence tasks on networks that take packed rows (BERT): the examples of a training or dev batch share rows of at most max_length tokens (the width that costs least for their lengths) with block-diagonal attention, each pooled at its own [CLS]; the same batches, losses, gradients and dev predictions as padded, less padding computed. ``bertpipe predict`` batches as the model's dev set was scored."""
     group_by_length: bool = False
     """Training batches of similar lengths (shuffled within groups of 50 batches, the batch order shuffled; deterministic per seed): less padding for every network, but not the batches a plain shuffle gives (on CoLA the scores stayed within the seeds' spread, docs/LOG.md); dev order is unchanged."""
 

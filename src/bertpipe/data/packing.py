@@ -25,6 +25,16 @@ PACKED_KEYS = ("position_ids", "instance_ids", "cls_index")
 """What a packed batch adds to a padded one; the networks that take packed rows accept them."""
 
 
+def fine_tuning_capacity(hp, network) -> int | None:
+    """The row capacity a fine-tuning run's batches, dev included, and ``bertpipe predict``'s
+    pack into: ``hp.max_length`` when ``hp.packing`` is on and ``network``'s forward takes
+    packed rows (the ``PACKED_KEYS``); None (padded batches) otherwise."""
+    import inspect
+
+    takes_packed = "instance_ids" in inspect.signature(network.forward).parameters
+    return hp.max_length if hp.packing and takes_packed else None
+
+
 def pack_rows(lengths: list[int] | np.ndarray, capacity: int) -> list[list[int]]:
     """First-fit decreasing: instance indices per row, no row over ``capacity`` tokens.
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from bertpipe.data.packing import PACKED_KEYS, fine_tuning_capacity
 from bertpipe.errors import InputError
 
 log = logging.getLogger("bertpipe.predict")
@@ -135,10 +136,11 @@ class TaskPredictor:
         kind = self.spec.kind
         collector = kind.collector(self.spec, rows, encoded, self.hp)
         evaluator = kind.evaluator(self.spec, encoded, self.hp) if gold else None
+        pack_into = fine_tuning_capacity(self.hp, self.model)  # as the stage scored its dev set
         loader = DataLoader(
             encoded.rows,
             batch_size=self.hp.batch_size,
-            collate_fn=lambda b: kind.collate(b, self.pad_id),
+            collate_fn=lambda b: kind.batch(b, self.pad_id, pack_into),
         )
         bar = tqdm(total=len(rows), unit="ex", disable=not progress, desc=self.task)
         done, started = 0, time.perf_counter()
@@ -146,8 +148,12 @@ class TaskPredictor:
             for batch in loader:
                 moved = {k: v.to(self.device) for k, v in batch.items()}
                 with _autocast(self.card["precision"], self.device):
+                    packed = {k: moved[k] for k in PACKED_KEYS if k in moved}
                     logits = self.model(
-                        moved["input_ids"], moved["token_type_ids"], moved["attention_mask"]
+                        moved["input_ids"],
+                        moved["token_type_ids"],
+                        moved["attention_mask"],
+                        **packed,
                     ).logits
                 if evaluator is not None:
                     evaluator.update(batch, logits)

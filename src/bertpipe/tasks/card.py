@@ -20,7 +20,7 @@ from bertpipe.tasks.kinds import KINDS
 from bertpipe.tasks.spec import TaskSpec
 
 CARD_FILE = "bertpipe_task.json"
-ENCODING = ("max_length", "doc_stride", "n_best", "max_answer_length", "batch_size")
+ENCODING = ("max_length", "doc_stride", "n_best", "max_answer_length", "batch_size", "packing")
 
 
 def write_card(folder: str | Path, spec: TaskSpec, hp: FinetuneHParams, precision: str) -> Path:
@@ -74,7 +74,8 @@ def spec_from_card(card: dict) -> TaskSpec:
 
 
 def hparams_from_card(card: dict) -> FinetuneHParams:
-    """The encoding hyperparameters the model was scored with (no subsetting)."""
-    return FinetuneHParams(
-        **{k: card[k] for k in ENCODING}, max_train_examples=None, max_eval_examples=None
-    )
+    """The encoding hyperparameters the model was scored with (no subsetting). A card written
+    before dev batches were packed has no ``packing``: its dev set was scored padded."""
+    encoding = {k: card[k] for k in ENCODING if k != "packing"}
+    encoding["packing"] = card.get("packing", False)
+    return FinetuneHParams(**encoding, max_train_examples=None, max_eval_examples=None)

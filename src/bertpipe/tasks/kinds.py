@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from bertpipe.data.packing import pack_padded
 from bertpipe.labels import IGNORE_INDEX
 from bertpipe.tasks import inputs, user
 from bertpipe.tasks.evaluators import SequenceEvaluator, SquadEvaluator, TokenEvaluator
@@ -157,7 +158,7 @@ class TaskKind(ABC):
     head: ClassVar[str]
     """The model family's network for it: ``sequence``, ``token`` or ``span``."""
     packs: ClassVar[bool] = False
-    """Its training batches may be packed (one output per example, at the example's [CLS])."""
+    """Its batches may be packed (one output per example, at the example's [CLS])."""
 
     def num_labels(self, spec: TaskSpec) -> int:
         return len(spec.labels or ())
@@ -173,6 +174,15 @@ class TaskKind(ABC):
     @abstractmethod
     def collate(self, rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         """A batch: padded inputs plus the targets the head's loss takes."""
+
+    def batch(self, rows: list[dict], pad_id: int, pack_into: int | None = None) -> dict:
+        """``collate``'s batch, as the network takes it: for a kind that ``packs``, with
+        ``pack_into`` set (the network takes packed rows), the examples share rows of at most
+        that many tokens (``data/packing.pack_padded``). Outputs and targets stay one per
+        example, in order, so training, the dev evaluation and ``bertpipe predict`` all batch
+        through here and score the same."""
+        batch = self.collate(rows, pad_id)
+        return pack_padded(batch, pack_into, pad_id) if pack_into and self.packs else batch
 
     @abstractmethod
     def evaluator(self, spec: TaskSpec, dev: Encoded, hp: FinetuneHParams):
@@ -312,12 +322,12 @@ class SequenceClassification(FromUserFiles):
     def constant_logits(self, spec: TaskSpec, train: Encoded):
         if spec.labels is None:  # regression: the training mean
             mean = sum(r["label"] for r in train.rows) / len(train.rows)
-            return lambda batch: torch.full((batch["input_ids"].shape[0], 1), float(mean))
+            return lambda batch: torch.full((len(batch["labels"]), 1), float(mean))
         counts = torch.bincount(
             torch.tensor([r["label"] for r in train.rows]), minlength=len(spec.labels)
         )
         onehot = torch.nn.functional.one_hot(counts.argmax(), len(spec.labels)).float()
-        return lambda batch: onehot.expand(batch["input_ids"].shape[0], -1)
+        return lambda batch: onehot.expand(len(batch["labels"]), -1)
 
     def user_rows(
         self, path, fmt: str, name: str, ucfg: UserTaskConfig

@@ -13,7 +13,6 @@ Owns the recipe around ``training.finetuning_module.FinetuningModule``:
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ from bertpipe.atomic import atomic_dir, write_json
 from bertpipe.code_deps import code_identity
 from bertpipe.config import FinetuneConfig, FinetuneHParams, ModelConfig, TrackingConfig
 from bertpipe.data.catalog import DatasetUnavailable
+from bertpipe.data.packing import fine_tuning_capacity
 from bertpipe.data.tokenizer import copy_tokenizer_files
 from bertpipe.errors import InputError
 from bertpipe.models.registry import checkpoint_family, get_family
@@ -176,7 +176,7 @@ def finetune_once(
             f"{checkpoint}: model vocabulary {model.config.vocab_size} < tokenizer's "
             f"{tok.get_vocab_size()}; the tokenizer does not belong to this checkpoint"
         )
-    dm.packable = "instance_ids" in inspect.signature(model.forward).parameters
+    dm.pack_into = fine_tuning_capacity(hp, model)
     steps = math.ceil(len(dm.train.rows) / hp.batch_size) * hp.epochs
     learning_rate = family.learning_rate(finetune_cfg) or hp.learning_rate
     module = FinetuningModule(

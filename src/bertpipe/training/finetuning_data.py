@@ -3,13 +3,12 @@
 Owns which examples a run sees: ``max_train_examples`` takes a fixed subset (seed 0,
 whatever the run's seed) so runs compare on the same data; ``max_eval_examples``
 keeps the first dev rows; training batches group similar lengths (``group_by_length``),
-dev batches keep the file order. Encoding and collation are the task kind's
-(``tasks/kinds.py``); this module only loads, subsets and batches.
+dev batches keep the file order; both pack where the network takes packed rows. Encoding
+and collation are the task kind's (``tasks/kinds.py``); this module only loads, subsets and
+batches.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import lightning as L
 import numpy as np
@@ -17,7 +16,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from bertpipe.config import FinetuneHParams
-from bertpipe.data.packing import pack_padded
 from bertpipe.errors import InputError
 from bertpipe.tasks.kinds import Encoded
 from bertpipe.tasks.spec import TaskSpec
@@ -75,8 +73,9 @@ class TaskDataModule(L.LightningDataModule):
         """split -> (examples used, examples in the split)"""
         self.fingerprints: dict[str, str] = {}
         """split -> the ``datasets`` content fingerprint of the examples used"""
-        self.packable = False
-        """Set when the network takes packed rows (``hp.packing`` then packs training batches)."""
+        self.pack_into: int | None = None
+        """The row capacity batches pack into, set for the run's network
+        (``data.packing.fine_tuning_capacity``); None: padded batches."""
 
     def setup(self, stage: str | None = None) -> None:
         if hasattr(self, "train"):
@@ -108,25 +107,20 @@ class TaskDataModule(L.LightningDataModule):
         self.fingerprints[split] = dev._fingerprint
         return self._encode(dev, train=False)
 
-    def collate(self, rows: list[dict], train: bool = False) -> dict:
-        """The kind's padded batch; a training batch of a kind that reads one output per
-        example, for a network that takes packed rows, packed into rows of max_length."""
-        batch = self.spec.kind.collate(rows, self.pad_id)
-        if train and self.hp.packing and self.packable and self.spec.kind.packs:
-            return pack_padded(batch, self.hp.max_length, self.pad_id)
-        return batch
+    def collate(self, rows: list[dict]) -> dict:
+        """The kind's batch (``TaskKind.batch``), packed into rows of at most ``pack_into``."""
+        return self.spec.kind.batch(rows, self.pad_id, self.pack_into)
 
     def loader(self, rows: list[dict], shuffle: bool = False) -> DataLoader:
-        collate = partial(self.collate, train=shuffle)
         if shuffle and self.hp.group_by_length:
             lengths = [len(r["input_ids"]) for r in rows]
             sampler = LengthGroupedBatchSampler(lengths, self.hp.batch_size, self.seed)
-            return DataLoader(rows, batch_sampler=sampler, collate_fn=collate)  # type: ignore[arg-type]
+            return DataLoader(rows, batch_sampler=sampler, collate_fn=self.collate)  # type: ignore[arg-type]
         return DataLoader(
             rows,  # type: ignore[arg-type]  # a list is a map-style dataset
             batch_size=self.hp.batch_size,
             shuffle=shuffle,
-            collate_fn=collate,
+            collate_fn=self.collate,
             generator=torch.Generator().manual_seed(self.seed),
         )
 
