@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from bertpipe.config import FinetuneConfig, FinetuneHParams
-from bertpipe.data.packing import pack_padded, pack_padded_at
+from bertpipe.data.packing import PACKED_KEYS, pack_padded, pack_padded_at
 from bertpipe.tasks.spec import resolve_task
 from bertpipe.training.finetuning_data import TaskDataModule
 from bertpipe.training.starting_points import build_task_model, starting_point
@@ -81,11 +81,7 @@ def main() -> None:
             for width in widths:
                 started = time.perf_counter()
                 b = layout(batch, width, args.max_length, dm.pad_id)
-                extra = {
-                    k: b[k]
-                    for k in ("labels", "position_ids", "instance_ids", "cls_index")
-                    if k in b
-                }
+                extra = {k: b[k] for k in ("labels", *PACKED_KEYS) if k in b}
                 grad = contextlib.nullcontext() if not args.dev else torch.inference_mode()
                 with grad, torch.autocast("cpu", dtype=torch.bfloat16):
                     out = model(b["input_ids"], b["token_type_ids"], b["attention_mask"], **extra)
