@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +10,7 @@ from bertpipe.models.bert import (
     BertConfig,
     BertForPreTraining,
     Dropout,
+    cpu_drop_mask,
     dropout,
     explicit_attention,
 )
@@ -25,6 +27,16 @@ def test_cpu_dropout_keeps_the_right_fraction_scaled_and_zeros_the_rest():
     assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0, training=True) is x
     module = Dropout(0.5).eval()
     assert module(x) is x
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_cpu_drop_mask_is_fair_in_every_int16_lane(p):
+    """Each int64 draw feeds four elements; the top lane has one bit less and its own threshold."""
+    torch.manual_seed(0)
+    drop = cpu_drop_mask(torch.Size([999, 1001]), p, torch.device("cpu"))  # n not a multiple of 4
+    assert drop.shape == (999, 1001)
+    lanes = drop.flatten()[: 999 * 1000].view(-1, 4).float().mean(0)  # 250k draws a lane
+    assert (lanes - p).abs().max() < 0.004, lanes  # std 0.001
 
 
 def _qkv(seed: int = 0):
@@ -49,7 +61,7 @@ def test_explicit_cpu_attention_drops_probabilities_with_the_cpu_mask():
     torch.manual_seed(5)
     probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # consumes no random numbers
     att = ((q @ k.transpose(-2, -1)) / 4.0).masked_fill(~mask, float("-inf")).softmax(-1)
-    keep = torch.empty(att.shape, dtype=torch.int16).random_() >= round(0.25 * 32768)
+    keep = ~cpu_drop_mask(att.shape, 0.25, att.device)
     expected = (att * keep / 0.75) @ v
     assert (ours - expected).abs().max() <= 1e-6
     assert (ours - probs).abs().max() > 1e-2  # dropout did something

@@ -8,13 +8,17 @@ directory, save one that ``transformers`` loads) lives beside it in
 Deviations from the original BERT, all deliberate:
 
 * attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels
-  on GPU); the math is the paper's softmax(QK^T / sqrt(d)) V with a padding mask;
+  on GPU); the math is the paper's softmax(QK^T / sqrt(d)) V with a padding mask, left
+  out on CPU when a batch has no padding. Q, K and V come from one (H -> 3H) matmul over
+  the three concatenated projections (their parameters stay separate, as in the paper);
+* the MLM loss is ``models/vocab_loss.vocab_cross_entropy``: fp32 cross-entropy in row
+  chunks, never an N x V fp32 tensor (the same loss and gradient as ``F.cross_entropy``);
 * the MLM head projects only the positions that carry a label (``mlm_labels !=
   -100``) onto the vocabulary: the full-vocabulary projection at every position
   is most of the cost of a small model and its result is thrown away;
-* on CPU, dropout draws its keep-mask from int16 random numbers (a keep
-  probability exact to 1/32768), because torch's CPU ``bernoulli_`` cost a fifth
-  of a BERT-mini training step; and training-time attention with dropout runs
+* on CPU, dropout draws its keep-mask from int16 random numbers, four to each 63-bit
+  draw of the generator (a keep probability exact to 1/32768), because torch's CPU
+  ``bernoulli_`` cost a fifth of a BERT-mini training step; and training-time attention with dropout runs
   the softmax/dropout/matmul explicitly, which is what SDPA's CPU path does in
   that case anyway. GPUs use ``F.dropout`` and fused SDPA kernels;
 * optionally (``position_init="sinusoidal"``, the demo preset), the learned position
@@ -38,6 +42,7 @@ Deviations from the original BERT, all deliberate:
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +51,7 @@ from torch import nn
 
 from bertpipe.labels import IGNORE_INDEX
 from bertpipe.models.masks import block_mask, padding_mask
+from bertpipe.models.vocab_loss import vocab_cross_entropy
 
 # name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (Turc et al., 2019 sizes).
 SIZES = {
@@ -113,9 +119,21 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    r = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_()  # uniform in [0, 32767]
-    keep = r >= round(p * 32768)
-    return x * keep * (1.0 / (1.0 - p))
+    return x.masked_fill(cpu_drop_mask(x.shape, p, x.device), 0.0).mul_(1.0 / (1.0 - p))
+
+
+def cpu_drop_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
+    """True where dropout zeroes: probability p to 1/32768, from int16 lanes of 63-bit draws.
+
+    One int64 draw (uniform in [0, 2^63)) is four int16 lanes: three uniform over
+    [-32768, 32767] and the top one over [0, 32767]; each is compared with its own threshold."""
+    n = math.prod(shape)
+    r = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()
+    lanes = r.view(torch.int16).view(-1, 4)  # (ceil(n/4), 4)
+    full, top = round(p * 65536) - 32768, round(p * 32768)
+    order = [full, full, full, top] if sys.byteorder == "little" else [top, full, full, full]
+    thresholds = torch.tensor(order, dtype=torch.int16, device=device)
+    return (lanes < thresholds).view(-1)[:n].view(shape)
 
 
 def sinusoid_table(positions: int, dim: int, std: float) -> torch.Tensor:
@@ -193,7 +211,10 @@ class BertSelfAttention(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:
             return t.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
 
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        # one (H -> 3H) matmul for the three projections: x is read (and cast) once
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])  # (3H,)
+        q, k, v = (heads(t) for t in F.linear(x, weight, bias).split(H, -1))
         p = self.dropout_p if self.training else 0.0
         if attentions is not None:
             probs = attention_probs(q, k, mask)  # (B, nh, T, T)
@@ -387,7 +408,9 @@ class BertModel(BertPreTrainedModel):
         mask = None
         if instance_ids is not None:
             mask = block_mask(instance_ids)  # (R, 1, T, T): True = attend
-        elif attention_mask is not None:
+        elif attention_mask is not None and not (
+            input_ids.device.type == "cpu" and bool(attention_mask.all())
+        ):  # no padding: no mask (checked on CPU only, where it costs no device sync)
             mask = padding_mask(attention_mask)  # (B, 1, 1, T): True = attend
         attentions: list | None = [] if output_attentions else None
         x = self.embeddings(input_ids, token_type_ids, position_ids)
@@ -416,7 +439,7 @@ class BertLMPredictionHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.transform(h)) + self.bias  # (N, V)
+        return F.linear(self.transform(h), self.decoder.weight, self.bias)  # (N, V)
 
 
 class BertPreTrainingHeads(nn.Module):
@@ -483,12 +506,7 @@ class BertForPreTraining(BertPreTrainedModel):
         nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
         mlm_loss = nsp_loss = loss = None
         if targets is not None:
-            mlm_loss = (
-                F.cross_entropy(mlm_logits.float(), targets)
-                if targets.numel()
-                else mlm_logits.sum() * 0.0
-            )
-            loss = mlm_loss
+            mlm_loss = loss = vocab_cross_entropy(mlm_logits, targets)
         if nsp_labels is not None:
             nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
             loss = nsp_loss if loss is None else loss + nsp_loss

@@ -40,6 +40,7 @@ from bertpipe.models.recurrent import (
     init_weights,
     pool,
 )
+from bertpipe.models.vocab_loss import vocab_cross_entropy
 
 
 @dataclass
@@ -172,8 +173,8 @@ class ELMoForPreTraining(nn.Module):
         f_targets = input_ids[:, 1:][f_sel]
         b_logits = self.bilm.logits(bwd[-1][:, 1:][f_sel])  # (N, V)
         b_targets = input_ids[:, :-1][f_sel]
-        f_loss = F.cross_entropy(f_logits.float(), f_targets)
-        b_loss = F.cross_entropy(b_logits.float(), b_targets)
+        f_loss = vocab_cross_entropy(f_logits, f_targets)
+        b_loss = vocab_cross_entropy(b_logits, b_targets)
         return BiLMOutputs(
             (f_loss + b_loss) / 2, f_loss, b_loss, f_logits, f_targets, b_logits, b_targets
         )

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertpipe.models.heads import EncoderOutputs, SequenceHead, SpanHead, TokenHead, last_token
+from bertpipe.models.vocab_loss import vocab_cross_entropy
 
 # name -> (layers, width); heads = width / 64, as BERT's sizes (models/bert.py)
 SIZES = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "base": (12, 768)}
@@ -184,7 +185,7 @@ def next_token_loss(logits_of, h, input_ids, attention_mask):
     sel = valid[:, :-1] & valid[:, 1:]  # (B, T-1)
     logits = logits_of(h[:, :-1][sel])  # (N, V)
     targets = input_ids[:, 1:][sel]
-    return F.cross_entropy(logits.float(), targets), logits, targets
+    return vocab_cross_entropy(logits, targets), logits, targets
 
 
 def init_weights(model: nn.Module, c: GPTConfig) -> None:
