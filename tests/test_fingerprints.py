@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bertpipe.code_deps import stage_entry_modules
-from bertpipe.training.checkpoints import prepare_checkpoint_dir
+from bertpipe.training.checkpoints import mark_finished, prepare_checkpoint_dir
 from bertpipe.training.finetuning import TRAINING_CODE
 from bertpipe.training.pretraining import PRETRAINING_CODE
 
@@ -42,6 +42,18 @@ def test_an_unfinished_run_resumes_across_a_code_change(tmp_path):
 def test_a_finished_run_trains_again_after_a_code_change(tmp_path, code):
     ckpt = checkpoints(tmp_path / "ckpt", step=10, code=code)
     prepare_checkpoint_dir(ckpt, "params-a", "code-a" if code is None else "code-c", max_steps=10)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["fingerprint.json"]
+
+
+def test_a_finished_run_whose_last_checkpoint_predates_its_end_trains_again_after_a_code_change(
+    tmp_path,
+):
+    """Checkpoints come every val_every_n_steps: the demo's 500-step run kept step 300 as its
+    last. Resuming that after a code change would mix the old code's 300 steps into the model."""
+    ckpt = checkpoints(tmp_path / "ckpt", step=6)
+    mark_finished(ckpt, 10)
+    assert json.loads((ckpt / "fingerprint.json").read_text())["finished_steps"] == 10
+    prepare_checkpoint_dir(ckpt, "params-a", "code-b", max_steps=10)
     assert sorted(p.name for p in ckpt.iterdir()) == ["fingerprint.json"]
 
 

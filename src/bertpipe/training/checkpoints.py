@@ -73,7 +73,9 @@ def prepare_checkpoint_dir(ckpt_dir: Path, config_hash: str, code: str, max_step
         and stored.get("code") != code
         and (latest := latest_checkpoint(ckpt_dir)) is not None
     ):
-        if checkpoint_step(latest) >= max_steps:
+        # the last checkpoint may predate the end (one every val_every_n_steps): the run's
+        # own record of its final step says whether it had finished
+        if max(checkpoint_step(latest), stored.get("finished_steps", 0)) >= max_steps:
             fresh = (
                 "the training code changed since the finished run in %s; training again so the "
                 "model is the current code's"
@@ -89,6 +91,12 @@ def prepare_checkpoint_dir(ckpt_dir: Path, config_hash: str, code: str, max_step
         for p in ckpt_dir.iterdir():
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     write_json(fp, {"fingerprint": config_hash, "code": code})
+
+
+def mark_finished(ckpt_dir: Path, steps: int) -> None:
+    """Record in ``fingerprint.json`` that the run trained ``steps`` steps to its end."""
+    fp = ckpt_dir / "fingerprint.json"
+    write_json(fp, {**json.loads(fp.read_text()), "finished_steps": steps})
 
 
 def checkpoint_step(path: Path) -> int:

@@ -37,7 +37,12 @@ from bertpipe.training.callbacks import (
     TokensPerSecond,
     WallClockBudget,
 )
-from bertpipe.training.checkpoints import fingerprint, latest_checkpoint, prepare_checkpoint_dir
+from bertpipe.training.checkpoints import (
+    fingerprint,
+    latest_checkpoint,
+    mark_finished,
+    prepare_checkpoint_dir,
+)
 from bertpipe.training.console import quiet_known_noise
 from bertpipe.training.fingerprints import directory_identity
 from bertpipe.training.objectives import OBJECTIVES
@@ -348,6 +353,8 @@ def run_pretraining(
         )
     with tracking.system_metrics(logger if trainer.is_global_zero else None):
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    if trainer.is_global_zero and trainer.state.finished and not trainer.interrupted:
+        mark_finished(ckpt_dir, trainer.global_step)
     final = (
         scores(trainer.validate(module, datamodule=dm, verbose=False)[0])
         if dm.has_validation
