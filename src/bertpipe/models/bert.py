@@ -12,14 +12,16 @@ Deviations from the original BERT, all deliberate:
   out on CPU when a batch has no padding. Q, K and V come from one (H -> 3H) matmul over
   the three concatenated projections (their parameters stay separate, as in the paper);
 * the MLM loss is ``models/vocab_loss.vocab_cross_entropy``: fp32 cross-entropy in row
-  chunks, never an N x V fp32 tensor (the same loss and gradient as ``F.cross_entropy``);
+  chunks, with no N x V log-softmax or gradient buffers of its own (the same loss and
+  gradient as ``F.cross_entropy``); the logits themselves are fp32, the output bias added
+  in fp32 to the decoder's bf16 scores under autocast, as in transformers' eager BERT;
 * the MLM head projects only the positions that carry a label (``mlm_labels !=
   -100``) onto the vocabulary: the full-vocabulary projection at every position
   is most of the cost of a small model and its result is thrown away;
 * on CPU, dropout draws its keep-mask from int16 random numbers, four to each 63-bit
   draw of the generator (a keep probability exact to 1/32768), because torch's CPU
-  ``bernoulli_`` cost a fifth of a BERT-mini training step; and training-time attention with dropout runs
-  the softmax/dropout/matmul explicitly, which is what SDPA's CPU path does in
+  ``bernoulli_`` cost a fifth of a BERT-mini training step; and training-time attention
+  with dropout runs the softmax/dropout/matmul explicitly, which is what SDPA's CPU path does in
   that case anyway. GPUs use ``F.dropout`` and fused SDPA kernels;
 * optionally (``position_init="sinusoidal"``, the demo preset), the learned position
   embeddings *start* as Vaswani et al.'s sin/cos table scaled to ``position_init_std``
@@ -439,7 +441,11 @@ class BertLMPredictionHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.transform(h), self.decoder.weight, self.bias)  # (N, V)
+        # The bias is added outside the decoder's matmul: under bf16 autocast the scores
+        # come out in bf16 and the bias, in fp32, makes the logits fp32. Folded into the
+        # matmul (one addmm) it was rounded to bf16 with them, and held-out MLM accuracy
+        # fell in five paired seeds of five (docs/LOG.md, 2026-12-03).
+        return self.decoder(self.transform(h)) + self.bias  # (N, V)
 
 
 class BertPreTrainingHeads(nn.Module):
