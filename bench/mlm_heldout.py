@@ -48,7 +48,7 @@ def main() -> None:
                         b["attention_mask"],
                         mlm_labels=b["mlm_labels"],
                     )
-                    right += int((out.mlm_logits.argmax(-1) == out.mlm_targets).sum())
+                    right += int((out.mlm_predictions == out.mlm_targets).sum())
             print(
                 f"masking {rate:.2f}: {folder} ({family.name}): held-out MLM accuracy "
                 f"{right / masked:.4f} on {masked} masked tokens of {len(batches)} batches"

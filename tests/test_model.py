@@ -86,8 +86,8 @@ def test_training_mode_uses_the_cpu_paths_and_eval_is_deterministic():
 
 
 def test_mlm_bias_is_added_in_fp32_to_the_bf16_scores_under_autocast():
-    """Folded into the bf16 matmul the bias was rounded with the scores, and held-out MLM
-    accuracy fell in five paired seeds of five (docs/LOG.md, 2026-12-03)."""
+    """Folded into the bf16 matmul, the logits and the bias's gradient were bf16, and held-out
+    MLM accuracy fell in five paired seeds of five (docs/LOG.md, 2026-12-03)."""
     torch.manual_seed(0)
     cfg = BertConfig(
         vocab_size=100,

@@ -7,7 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from bertpipe.models import vocab_loss
-from bertpipe.models.vocab_loss import CHUNK_ELEMENTS, vocab_cross_entropy
+from bertpipe.models.vocab_loss import (
+    CHUNK_ELEMENTS,
+    vocab_cross_entropy,
+    vocab_cross_entropy_and_argmax,
+)
 
 
 def logits_and_targets(n: int, v: int, dtype: torch.dtype, seed: int = 0):
@@ -58,11 +62,48 @@ def test_no_targets_give_a_zero_loss_that_reaches_the_logits():
 def test_small_outputs_and_compiled_graphs_take_f_cross_entropy(monkeypatch):
     calls = []
     monkeypatch.setattr(
-        vocab_loss._ChunkedSoftmaxCrossEntropy, "apply", lambda *a: calls.append(a) or a[0].sum()
+        vocab_loss._ChunkedSoftmaxCrossEntropy,
+        "apply",
+        lambda *a: calls.append(a) or (a[0].sum(), a[0].argmax(-1)),
     )
     z, t = logits_and_targets(8, 100, torch.float32)
     assert torch.allclose(vocab_cross_entropy(z, t), F.cross_entropy(z, t))
     assert calls == []
     z, t = logits_and_targets(101, 30522, torch.float32)
     vocab_cross_entropy(z, t)
-    assert len(calls) == 1 and calls[0][2] == CHUNK_ELEMENTS // 30522
+    assert len(calls) == 1 and calls[0][3] == CHUNK_ELEMENTS // 30522
+
+
+@pytest.mark.parametrize("n", [101, 3])  # chunked, and small enough for F.cross_entropy
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_bias_is_added_chunk_by_chunk_in_fp32(n, dtype):
+    """BERT's MLM head: ``scores + bias`` (fp32 from bf16 scores) is never one N x V tensor,
+    the loss, both gradients and the argmax are those of the whole fp32 logits."""
+    scores, t = logits_and_targets(n, 30522, dtype)
+    g = torch.Generator().manual_seed(1)
+    bias = (torch.randn(30522, generator=g) + 1e-3).requires_grad_()  # not exact in bf16
+    ours, predictions = vocab_cross_entropy_and_argmax(scores, t, bias)
+    g_scores, g_bias = torch.autograd.grad(2.0 * ours, (scores, bias))
+    logits = scores + bias  # what the head's forward returns: fp32
+    ref = F.cross_entropy(logits, t)
+    r_scores, r_bias = torch.autograd.grad(2.0 * ref, (scores, bias))
+    assert logits.dtype == torch.float32 and ours.dtype == torch.float32
+    assert abs(ours.item() - ref.item()) <= 1e-6 * ref.item()
+    assert torch.equal(predictions, logits.argmax(-1)) and not predictions.requires_grad
+    assert g_bias.dtype == torch.float32 and g_scores.dtype == dtype
+    assert (g_bias - r_bias).abs().max() <= 1e-6 * r_bias.abs().max()  # only the order of sums
+    diff = (g_scores.float() - r_scores.float()).abs()
+    if dtype == torch.float32:
+        assert diff.max() <= 1e-6 * r_scores.abs().max()
+    else:  # the same fp32 gradient up to its last bits, rounded once to bf16
+        assert (diff <= 2**-7 * r_scores.float().abs()).all()
+        assert (diff == 0).float().mean() > 0.99
+
+
+def test_no_targets_give_a_zero_loss_that_reaches_the_scores_and_the_bias():
+    z, _ = logits_and_targets(4, 10, torch.float32)
+    bias = torch.ones(10, requires_grad=True)
+    loss, predictions = vocab_cross_entropy_and_argmax(z, torch.zeros(0, dtype=torch.long), bias)
+    loss.backward()
+    assert loss.item() == 0.0 and predictions.shape == (0,)
+    assert torch.equal(z.grad, torch.zeros_like(z)) and torch.equal(bias.grad, torch.zeros(10))

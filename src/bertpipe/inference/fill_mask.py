@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import torch
 
-from bertpipe.labels import IGNORE_INDEX
-
 
 def fill_mask(model, tokenizer, sentence: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-k predictions with probabilities for each [MASK] of ``sentence``."""
@@ -20,14 +18,13 @@ def fill_mask(model, tokenizer, sentence: str, top_k: int = 5) -> list[list[tupl
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        labels = torch.where(ids == mask_id, ids, torch.full_like(ids, IGNORE_INDEX)).to(device)
         out = model(
             ids.to(device),
             torch.tensor([enc.type_ids], device=device),
             torch.ones_like(ids, device=device),
-            mlm_labels=labels,
         )
-        probs = out.mlm_logits.float().softmax(-1)
+        logits = out.mlm_logits[ids.to(device) == mask_id]  # (masks, V)
+        probs = logits.float().softmax(-1)
     model.train(was_training)
     top = probs.topk(top_k, dim=-1)
     return [

@@ -11,10 +11,12 @@ Deviations from the original BERT, all deliberate:
   on GPU); the math is the paper's softmax(QK^T / sqrt(d)) V with a padding mask, left
   out on CPU when a batch has no padding. Q, K and V come from one (H -> 3H) matmul over
   the three concatenated projections (their parameters stay separate, as in the paper);
-* the MLM loss is ``models/vocab_loss.vocab_cross_entropy``: fp32 cross-entropy in row
-  chunks, with no N x V log-softmax or gradient buffers of its own (the same loss and
-  gradient as ``F.cross_entropy``); the logits themselves are fp32, the output bias added
-  in fp32 to the decoder's bf16 scores under autocast, as in transformers' eager BERT;
+* the MLM loss is ``models/vocab_loss.vocab_cross_entropy_and_argmax``: fp32 cross-entropy
+  in row chunks (the same loss and gradient as ``F.cross_entropy``), which also adds the
+  output bias to the decoder's bf16 scores chunk by chunk, in fp32 as transformers' eager
+  BERT adds it under autocast: the fp32 N x V logits and their gradient never exist whole,
+  and the predictions for the accuracy come from the same pass. Without labels the head
+  returns the fp32 logits themselves;
 * the MLM head projects only the positions that carry a label (``mlm_labels !=
   -100``) onto the vocabulary: the full-vocabulary projection at every position
   is most of the cost of a small model and its result is thrown away;
@@ -53,7 +55,7 @@ from torch import nn
 
 from bertpipe.labels import IGNORE_INDEX
 from bertpipe.models.masks import block_mask, padding_mask
-from bertpipe.models.vocab_loss import vocab_cross_entropy
+from bertpipe.models.vocab_loss import vocab_cross_entropy_and_argmax
 
 # name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (Turc et al., 2019 sizes).
 SIZES = {
@@ -440,12 +442,17 @@ class BertLMPredictionHead(nn.Module):
         self.decoder = nn.Linear(c.hidden_size, c.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
 
+    def scores(self, h: torch.Tensor) -> torch.Tensor:
+        """The logits less the bias: bf16 under bf16 autocast."""
+        return self.decoder(self.transform(h))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # The bias is added outside the decoder's matmul: under bf16 autocast the scores
         # come out in bf16 and the bias, in fp32, makes the logits fp32. Folded into the
         # matmul (one addmm) it was rounded to bf16 with them, and held-out MLM accuracy
-        # fell in five paired seeds of five (docs/LOG.md, 2026-12-03).
-        return self.decoder(self.transform(h)) + self.bias  # (N, V)
+        # fell in five paired seeds of five (docs/LOG.md, 2026-12-03). With labels the
+        # loss adds it chunk by chunk in the same fp32 (BertForPreTraining.forward).
+        return self.scores(h) + self.bias  # (N, V)
 
 
 class BertPreTrainingHeads(nn.Module):
@@ -460,12 +467,14 @@ class PreTrainingOutputs:
     loss: torch.Tensor | None
     mlm_loss: torch.Tensor | None
     nsp_loss: torch.Tensor | None
-    mlm_logits: torch.Tensor
-    """(N, V): one row per labelled position, in row-major (batch, position) order."""
+    mlm_logits: torch.Tensor | None
+    """(B, T, V) without labels; None with them (the loss builds them a chunk at a time)."""
     mlm_targets: torch.Tensor | None
-    """(N,): the labels of those positions."""
+    """(N,): the labels of the labelled positions, in row-major (batch, position) order."""
     nsp_logits: torch.Tensor
     """(B, 2); class 1 = B is a random segment."""
+    mlm_predictions: torch.Tensor | None = None
+    """(N,): the logits' argmax at those positions (with labels)."""
 
 
 class BertForPreTraining(BertPreTrainedModel):
@@ -503,20 +512,23 @@ class BertForPreTraining(BertPreTrainedModel):
             cls_index=cls_index,
         )
         h = out.last_hidden_state
+        head = self.cls.predictions
+        mlm_logits = mlm_loss = nsp_loss = loss = targets = predictions = None
         if mlm_labels is not None:
             selected = mlm_labels != IGNORE_INDEX  # (B, T)
-            mlm_logits = self.cls.predictions(h[selected])  # (N, V): masked positions only
-            targets = mlm_labels[selected]
+            targets = mlm_labels[selected]  # (N,)
+            scores = head.scores(h[selected])  # (N, V): masked positions only
+            mlm_loss, predictions = vocab_cross_entropy_and_argmax(scores, targets, head.bias)
+            loss = mlm_loss
         else:
-            mlm_logits, targets = self.cls.predictions(h), None  # (B, T, V)
+            mlm_logits = head(h)  # (B, T, V)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)  # (B, 2)
-        mlm_loss = nsp_loss = loss = None
-        if targets is not None:
-            mlm_loss = loss = vocab_cross_entropy(mlm_logits, targets)
         if nsp_labels is not None:
             nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_labels)
             loss = nsp_loss if loss is None else loss + nsp_loss
-        return PreTrainingOutputs(loss, mlm_loss, nsp_loss, mlm_logits, targets, nsp_logits)
+        return PreTrainingOutputs(
+            loss, mlm_loss, nsp_loss, mlm_logits, targets, nsp_logits, predictions
+        )
 
 
 # ------------------------------------------------------------------- fine-tuning heads

@@ -44,7 +44,7 @@ from bertpipe.labels import IGNORE_INDEX
 from bertpipe.models.bert import SIZES, PreTrainingOutputs
 from bertpipe.models.heads import TaskOutputs, sequence_loss, span_loss, token_loss
 from bertpipe.models.masks import block_mask, padding_mask, sliding_window
-from bertpipe.models.vocab_loss import vocab_cross_entropy
+from bertpipe.models.vocab_loss import vocab_cross_entropy_and_argmax
 
 
 @dataclass
@@ -378,8 +378,9 @@ class ModernBertForMaskedLM(ModernPreTrainedModel):
         selected = labels != IGNORE_INDEX
         logits = self.decoder(self.head(out.tokens[selected]))  # (M, V): labelled positions only
         targets = labels[selected]
-        loss = vocab_cross_entropy(logits, targets)
-        return PreTrainingOutputs(loss, loss, None, logits, targets, logits.new_zeros(0, 2))
+        loss, predictions = vocab_cross_entropy_and_argmax(logits, targets)
+        nsp = logits.new_zeros(0, 2)
+        return PreTrainingOutputs(loss, loss, None, None, targets, nsp, predictions)
 
 
 class ModernBertForSequenceClassification(ModernPreTrainedModel):

@@ -14,6 +14,11 @@ decoder's bf16 matmul consumes under autocast anyway. The math is in fp32 as bef
 only the summation order of the bias gradient differs. On CUDA, whose caching allocator
 reuses its blocks, it runs as one chunk; under ``torch.compile`` and for small outputs it is
 ``F.cross_entropy``.
+
+``vocab_cross_entropy_and_argmax`` also takes an output bias (BERT's MLM head) and adds it
+to each chunk of bf16 scores in fp32, so the fp32 logits ``scores + bias`` (and their fp32
+gradient, 74 MB each at BERT-mini's batch) never exist whole; it returns the argmax per row
+that the accuracy metric needs, from the same fp32 logits, in the same pass.
 """
 
 from __future__ import annotations
@@ -25,42 +30,73 @@ CHUNK_ELEMENTS = 1 << 20
 """Elements per chunk (4 MB in fp32): small enough to stay in the allocator's reused heap."""
 
 
+def _logits(scores: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The logits of a chunk: the scores, plus the output bias (which promotes bf16 to fp32)."""
+    return scores if bias is None else scores + bias
+
+
 class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, rows: int) -> torch.Tensor:
-        n = logits.shape[0]
-        nll = torch.empty(n, dtype=torch.float32, device=logits.device)
+    def forward(ctx, scores, bias, targets, rows):  # type: ignore[override]
+        n = scores.shape[0]
+        nll = torch.empty(n, dtype=torch.float32, device=scores.device)
+        predictions = torch.empty(n, dtype=torch.long, device=scores.device)
         for s in range(0, n, rows):
-            logp = torch.log_softmax(logits[s : s + rows], -1, dtype=torch.float32)  # (rows, V)
+            z = _logits(scores[s : s + rows], bias)  # (rows, V)
+            logp = torch.log_softmax(z, -1, dtype=torch.float32)
             nll[s : s + rows] = -logp.gather(1, targets[s : s + rows, None]).squeeze(1)
-        ctx.save_for_backward(logits, targets)
+            torch.argmax(z, -1, out=predictions[s : s + rows])
+        ctx.save_for_backward(scores, bias, targets)
         ctx.rows = rows
-        return nll.mean()
+        ctx.mark_non_differentiable(predictions)
+        return nll.mean(), predictions
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss: torch.Tensor):
-        logits, targets = ctx.saved_tensors
-        n, rows = logits.shape[0], ctx.rows
+    def backward(ctx, grad_loss, _grad_predictions):  # type: ignore[override]
+        scores, bias, targets = ctx.saved_tensors
+        n, rows = scores.shape[0], ctx.rows
         scale = grad_loss.float() / n
-        grad = torch.empty_like(logits)
-        index = torch.arange(min(rows, n), device=logits.device)
+        grad = torch.empty_like(scores)
+        grad_bias = None if bias is None else torch.zeros_like(bias, dtype=torch.float32)
+        index = torch.arange(min(rows, n), device=scores.device)
         for s in range(0, n, rows):
-            p = torch.softmax(logits[s : s + rows], -1, dtype=torch.float32)  # (rows, V)
-            p[index[: p.shape[0]], targets[s : s + rows]] -= 1.0
-            torch.mul(p, scale, out=grad[s : s + rows])  # cast to the logits' dtype on the way
-        return grad, None, None
+            p = torch.softmax(_logits(scores[s : s + rows], bias), -1, dtype=torch.float32)
+            p[index[: p.shape[0]], targets[s : s + rows]] -= 1.0  # (rows, V)
+            if grad_bias is None:
+                torch.mul(p, scale, out=grad[s : s + rows])  # cast to the scores' dtype on the way
+            else:
+                p.mul_(scale)
+                grad_bias += p.sum(0)  # fp32, as the bias's own gradient
+                grad[s : s + rows] = p
+        if grad_bias is not None:
+            grad_bias = grad_bias.to(bias.dtype)
+        return grad, grad_bias, None, None
+
+
+def vocab_cross_entropy_and_argmax(
+    scores: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of the (N, V) logits ``scores + bias`` against (N,) class indices,
+    computed in fp32, and the logits' argmax per row (the predictions accuracy needs).
+
+    With a bias the logits are never one N x V tensor: each chunk adds the bias to its rows
+    of the scores (in fp32 when the scores are bf16, as ``scores + bias`` would), and the
+    backward pass sums the bias's gradient in fp32 chunk by chunk. Every target must be a
+    real class (select the labelled rows first). Zero rows give a zero loss that still
+    depends on the scores, so the backward pass reaches every weight."""
+    if not targets.numel():
+        zero = scores.sum() * 0.0 + (0.0 if bias is None else bias.sum() * 0.0)
+        return zero, targets.new_zeros(0)
+    if torch.compiler.is_compiling() or scores.shape[0] * scores.shape[1] <= CHUNK_ELEMENTS:
+        logits = _logits(scores, bias)
+        return F.cross_entropy(logits.float(), targets), logits.argmax(-1)
+    # CUDA's caching allocator reuses its blocks: there one chunk, i.e. no per-chunk launches.
+    rows = max(1, CHUNK_ELEMENTS // scores.shape[1]) if scores.device.type == "cpu" else len(scores)
+    loss, predictions = _ChunkedSoftmaxCrossEntropy.apply(scores, bias, targets, rows)
+    return loss, predictions
 
 
 def vocab_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of (N, V) logits against (N,) class indices, computed in fp32.
-
-    Every target must be a real class (select the labelled rows first). Zero rows give a
-    zero loss that still depends on the logits, so the backward pass reaches every weight."""
-    if not targets.numel():
-        return logits.sum() * 0.0
-    if torch.compiler.is_compiling() or logits.shape[0] * logits.shape[1] <= CHUNK_ELEMENTS:
-        return F.cross_entropy(logits.float(), targets)
-    # CUDA's caching allocator reuses its blocks: there one chunk, i.e. no per-chunk launches.
-    rows = max(1, CHUNK_ELEMENTS // logits.shape[1]) if logits.device.type == "cpu" else len(logits)
-    return _ChunkedSoftmaxCrossEntropy.apply(logits, targets, rows)
+    """Mean cross-entropy of (N, V) logits against (N,) class indices, computed in fp32."""
+    return vocab_cross_entropy_and_argmax(logits, targets)[0]

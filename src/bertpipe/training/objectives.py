@@ -69,9 +69,7 @@ class MaskedLM(Objective):
             **{k: batch[k] for k in PACKED_KEYS if k in batch},
         )
         terms = {
-            "mlm": Term(
-                out.mlm_loss, out.mlm_targets.numel(), out.mlm_logits.argmax(-1), out.mlm_targets
-            )
+            "mlm": Term(out.mlm_loss, out.mlm_targets.numel(), out.mlm_predictions, out.mlm_targets)
         }
         if out.nsp_loss is not None:
             n = out.nsp_logits.shape[0]
