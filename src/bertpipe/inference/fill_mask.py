@@ -12,18 +12,18 @@ import torch
 def fill_mask(model, tokenizer, sentence: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """Top-k predictions with probabilities for each [MASK] of ``sentence``."""
     enc = tokenizer.encode(sentence)
-    ids = torch.tensor([enc.ids])
-    mask_id = tokenizer.token_to_id("[MASK]")
     device = next(model.parameters()).device
+    ids = torch.tensor([enc.ids], device=device)
+    mask_id = tokenizer.token_to_id("[MASK]")
     was_training = model.training
     model.eval()
     with torch.no_grad():
         out = model(
-            ids.to(device),
+            ids,
             torch.tensor([enc.type_ids], device=device),
-            torch.ones_like(ids, device=device),
+            torch.ones_like(ids),
         )
-        logits = out.mlm_logits[ids.to(device) == mask_id]  # (masks, V)
+        logits = out.mlm_logits[ids == mask_id]  # (masks, V)
         probs = logits.float().softmax(-1)
     model.train(was_training)
     top = probs.topk(top_k, dim=-1)

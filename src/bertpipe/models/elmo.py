@@ -40,7 +40,7 @@ from bertpipe.models.recurrent import (
     init_weights,
     pool,
 )
-from bertpipe.models.vocab_loss import vocab_cross_entropy
+from bertpipe.models.vocab_loss import vocab_cross_entropy_and_argmax
 
 
 @dataclass
@@ -151,6 +151,9 @@ class BiLMOutputs:
     forward_targets: torch.Tensor
     backward_logits: torch.Tensor
     backward_targets: torch.Tensor
+    forward_predictions: torch.Tensor
+    """(N,): the argmax of ``forward_logits``; ``backward_predictions`` likewise."""
+    backward_predictions: torch.Tensor
 
 
 class ELMoForPreTraining(nn.Module):
@@ -173,10 +176,11 @@ class ELMoForPreTraining(nn.Module):
         f_targets = input_ids[:, 1:][f_sel]
         b_logits = self.bilm.logits(bwd[-1][:, 1:][f_sel])  # (N, V)
         b_targets = input_ids[:, :-1][f_sel]
-        f_loss = vocab_cross_entropy(f_logits, f_targets)
-        b_loss = vocab_cross_entropy(b_logits, b_targets)
+        f_loss, f_pred = vocab_cross_entropy_and_argmax(f_logits, f_targets)
+        b_loss, b_pred = vocab_cross_entropy_and_argmax(b_logits, b_targets)
         return BiLMOutputs(
-            (f_loss + b_loss) / 2, f_loss, b_loss, f_logits, f_targets, b_logits, b_targets
+            (f_loss + b_loss) / 2,
+            *(f_loss, b_loss, f_logits, f_targets, b_logits, b_targets, f_pred, b_pred),
         )
 
     def next_token_logits(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertpipe.models.heads import EncoderOutputs, SequenceHead, SpanHead, TokenHead, last_token
-from bertpipe.models.vocab_loss import vocab_cross_entropy
+from bertpipe.models.vocab_loss import vocab_cross_entropy_and_argmax
 
 # name -> (layers, width); heads = width / 64, as BERT's sizes (models/bert.py)
 SIZES = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "base": (12, 768)}
@@ -180,12 +180,13 @@ class GPTModel(nn.Module):
 def next_token_loss(logits_of, h, input_ids, attention_mask):
     """Cross-entropy of predicting token t+1 from the state at t, over real tokens.
 
-    Returns (loss, logits (N, V), targets (N,))."""
+    Returns (loss, logits (N, V), targets (N,), the logits' argmax (N,))."""
     valid = attention_mask.bool()
     sel = valid[:, :-1] & valid[:, 1:]  # (B, T-1)
     logits = logits_of(h[:, :-1][sel])  # (N, V)
     targets = input_ids[:, 1:][sel]
-    return vocab_cross_entropy(logits, targets), logits, targets
+    loss, predictions = vocab_cross_entropy_and_argmax(logits, targets)
+    return loss, logits, targets, predictions
 
 
 def init_weights(model: nn.Module, c: GPTConfig) -> None:
@@ -210,6 +211,8 @@ class LMOutputs:
     logits: torch.Tensor
     """(N, V) the predicted positions (with ``attention_mask``), else (B, T, V)."""
     targets: torch.Tensor | None
+    predictions: torch.Tensor | None = None
+    """(N,): the logits' argmax at the predicted positions."""
 
 
 class GPTLMHeadModel(nn.Module):
@@ -229,10 +232,7 @@ class GPTLMHeadModel(nn.Module):
         h = self.transformer.hidden_states(input_ids)
         if attention_mask is None:
             return LMOutputs(None, self.transformer.lm_logits(h), None)  # (B, T, V)
-        loss, logits, targets = next_token_loss(
-            self.transformer.lm_logits, h, input_ids, attention_mask
-        )
-        return LMOutputs(loss, logits, targets)
+        return LMOutputs(*next_token_loss(self.transformer.lm_logits, h, input_ids, attention_mask))
 
     def next_token_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, V): the prediction after each row's last token (rows unpadded)."""

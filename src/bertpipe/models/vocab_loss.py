@@ -6,7 +6,7 @@ log-softmax gradient). At BERT-mini's 608 x 30522 each is 74 MB: above glibc's l
 mmap threshold (32 MB), so every one is a fresh mapping whose pages fault in on first
 touch. That was a quarter of a CPU pretraining step (docs/LOG.md, 2026-12-03, night).
 
-``vocab_cross_entropy`` computes the same loss and gradient over chunks of rows, each
+``vocab_cross_entropy_and_argmax`` computes the same loss and gradient over chunks of rows, each
 a few MB: the forward keeps nothing but its inputs, the backward recomputes the softmax a
 chunk at a time (``torch.softmax(..., dtype=float32)``, one fused pass reading the
 logits in their own dtype) and writes the gradient in the logits' dtype, which is what the
@@ -15,10 +15,10 @@ only the summation order of the bias gradient differs. On CUDA, whose caching al
 reuses its blocks, it runs as one chunk; under ``torch.compile`` and for small outputs it is
 ``F.cross_entropy``.
 
-``vocab_cross_entropy_and_argmax`` also takes an output bias (BERT's MLM head) and adds it
-to each chunk of bf16 scores in fp32, so the fp32 logits ``scores + bias`` (and their fp32
-gradient, 74 MB each at BERT-mini's batch) never exist whole; it returns the argmax per row
-that the accuracy metric needs, from the same fp32 logits, in the same pass.
+It also takes an output bias (BERT's MLM head) and adds it to each chunk of bf16 scores in
+fp32, so the fp32 logits ``scores + bias`` (and their fp32 gradient, 74 MB each at
+BERT-mini's batch) never exist whole; and it returns the argmax per row that the accuracy
+metric needs, from the same logits, in the same pass.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _logits(scores: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
 
 class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, scores, bias, targets, rows):  # type: ignore[override]
+    def forward(ctx, scores, bias, targets, rows):
         n = scores.shape[0]
         nll = torch.empty(n, dtype=torch.float32, device=scores.device)
         predictions = torch.empty(n, dtype=torch.long, device=scores.device)
@@ -53,7 +53,7 @@ class _ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss, _grad_predictions):  # type: ignore[override]
+    def backward(ctx, grad_loss, _grad_predictions):
         scores, bias, targets = ctx.saved_tensors
         n, rows = scores.shape[0], ctx.rows
         scale = grad_loss.float() / n
@@ -93,10 +93,4 @@ def vocab_cross_entropy_and_argmax(
         return F.cross_entropy(logits.float(), targets), logits.argmax(-1)
     # CUDA's caching allocator reuses its blocks: there one chunk, i.e. no per-chunk launches.
     rows = max(1, CHUNK_ELEMENTS // scores.shape[1]) if scores.device.type == "cpu" else len(scores)
-    loss, predictions = _ChunkedSoftmaxCrossEntropy.apply(scores, bias, targets, rows)
-    return loss, predictions
-
-
-def vocab_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of (N, V) logits against (N,) class indices, computed in fp32."""
-    return vocab_cross_entropy_and_argmax(logits, targets)[0]
+    return _ChunkedSoftmaxCrossEntropy.apply(scores, bias, targets, rows)

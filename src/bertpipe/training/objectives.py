@@ -100,9 +100,7 @@ class NextTokenLM(Objective):
 
     def step(self, model, batch):
         out = model(batch["input_ids"], batch["attention_mask"])
-        return out.loss, {
-            "lm": Term(out.loss, out.targets.numel(), out.logits.argmax(-1), out.targets)
-        }
+        return out.loss, {"lm": Term(out.loss, out.targets.numel(), out.predictions, out.targets)}
 
 
 class BidirectionalLM(Objective):
@@ -117,10 +115,8 @@ class BidirectionalLM(Objective):
         out = model(batch["input_ids"], batch["attention_mask"])
         n = out.forward_targets.numel()
         return out.loss, {
-            "fwd_lm": Term(out.forward_loss, n, out.forward_logits.argmax(-1), out.forward_targets),
-            "bwd_lm": Term(
-                out.backward_loss, n, out.backward_logits.argmax(-1), out.backward_targets
-            ),
+            "fwd_lm": Term(out.forward_loss, n, out.forward_predictions, out.forward_targets),
+            "bwd_lm": Term(out.backward_loss, n, out.backward_predictions, out.backward_targets),
         }
 
 
