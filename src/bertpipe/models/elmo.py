@@ -179,8 +179,15 @@ class ELMoForPreTraining(nn.Module):
         f_loss, f_pred = vocab_cross_entropy_and_argmax(f_logits, f_targets)
         b_loss, b_pred = vocab_cross_entropy_and_argmax(b_logits, b_targets)
         return BiLMOutputs(
-            (f_loss + b_loss) / 2,
-            *(f_loss, b_loss, f_logits, f_targets, b_logits, b_targets, f_pred, b_pred),
+            loss=(f_loss + b_loss) / 2,
+            forward_loss=f_loss,
+            backward_loss=b_loss,
+            forward_logits=f_logits,
+            forward_targets=f_targets,
+            backward_logits=b_logits,
+            backward_targets=b_targets,
+            forward_predictions=f_pred,
+            backward_predictions=b_pred,
         )
 
     def next_token_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
