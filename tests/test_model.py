@@ -10,7 +10,7 @@ from bertpipe.models.bert import (
     BertConfig,
     BertForPreTraining,
     Dropout,
-    cpu_drop_mask,
+    cpu_keep_scale,
     dropout,
     explicit_attention,
 )
@@ -30,13 +30,21 @@ def test_cpu_dropout_keeps_the_right_fraction_scaled_and_zeros_the_rest():
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
-def test_cpu_drop_mask_is_fair_in_every_int16_lane(p):
-    """Each int64 draw feeds four elements; the top lane has one bit less and its own threshold."""
+def test_cpu_keep_scale_is_fair_in_every_int16_lane(p):
+    """Each int64 draw feeds four elements, one int16 lane each."""
     torch.manual_seed(0)
-    drop = cpu_drop_mask(torch.Size([999, 1001]), p, torch.device("cpu"))  # n not a multiple of 4
-    assert drop.shape == (999, 1001)
-    lanes = drop.flatten()[: 999 * 1000].view(-1, 4).float().mean(0)  # 250k draws a lane
-    assert (lanes - p).abs().max() < 0.004, lanes  # std 0.001
+    scale = cpu_keep_scale(torch.Size([999, 1001]), p, torch.float32)  # n not a multiple of 4
+    assert scale.shape == (999, 1001) and scale.dtype == torch.float32
+    assert set(scale.unique().tolist()) == {0.0, torch.tensor(1 / (1 - p)).item()}
+    drop = (scale == 0).flatten()[: 999 * 1000].view(-1, 4).float().mean(0)  # 250k draws a lane
+    assert (drop - p).abs().max() < 0.004, drop  # std 0.001
+
+
+def test_cpu_keep_scale_takes_the_dtype_it_multiplies():
+    """In bf16 the multiplier is 1 / (1 - p) rounded to bf16, as ``F.dropout``'s noise tensor."""
+    scale = cpu_keep_scale(torch.Size([64, 64]), 0.1, torch.bfloat16)
+    assert scale.dtype == torch.bfloat16
+    assert scale.max().item() == torch.tensor(1 / 0.9, dtype=torch.bfloat16).item()
 
 
 def _qkv(seed: int = 0):
@@ -61,8 +69,7 @@ def test_explicit_cpu_attention_drops_probabilities_with_the_cpu_mask():
     torch.manual_seed(5)
     probs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # consumes no random numbers
     att = ((q @ k.transpose(-2, -1)) / 4.0).masked_fill(~mask, float("-inf")).softmax(-1)
-    keep = ~cpu_drop_mask(att.shape, 0.25, att.device)
-    expected = (att * keep / 0.75) @ v
+    expected = (att * cpu_keep_scale(att.shape, 0.25, att.dtype)) @ v
     assert (ours - expected).abs().max() <= 1e-6
     assert (ours - probs).abs().max() > 1e-2  # dropout did something
 
