@@ -243,7 +243,8 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None)
     """softmax(q k^T / sqrt(d)) over the keys a query may attend to: (B, nh, T, T)."""
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, T, T)
     if mask is not None:  # added as a bias (0 / -inf): its backward is free, masked_fill's is not
-        att = att + torch.zeros(mask.shape, dtype=att.dtype).masked_fill_(~mask, float("-inf"))
+        bias = torch.zeros(mask.shape, dtype=att.dtype, device=att.device)
+        att = att + bias.masked_fill_(~mask, float("-inf"))
     return att.softmax(-1)
 
 
