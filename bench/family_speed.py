@@ -13,6 +13,7 @@ them). Prints tokens/s for each and the ratio ours / reference.
 
     .venv/bin/python bench/family_speed.py --family gpt --batch 128 --seq 32
     .venv/bin/python bench/family_speed.py --family elmo --batch 128 --seq 32
+    .venv/bin/python bench/family_speed.py --family gpt --dropout 0.1   # GPT-2's dropout
 """
 
 from __future__ import annotations
@@ -32,15 +33,16 @@ from bertpipe.models import elmo, gpt
 class PlainBiLM(nn.Module):
     """The reference biLM: torch.nn.LSTM stacks, no residuals, the textbook way."""
 
-    def __init__(self, vocab: int, hidden: int, layers: int):
+    def __init__(self, vocab: int, hidden: int, layers: int, p: float = 0.0):
         super().__init__()
         self.emb = nn.Embedding(vocab, hidden)
+        self.drop = nn.Dropout(p)
         self.fwd = nn.LSTM(hidden, hidden, layers, batch_first=True)
         self.bwd = nn.LSTM(hidden, hidden, layers, batch_first=True)
         self.bias = nn.Parameter(torch.zeros(vocab))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        e = self.emb(ids)  # (B, T, H); full rows, so flipping is reversing
+        e = self.drop(self.emb(ids))  # (B, T, H); full rows, so flipping is reversing
         f, _ = self.fwd(e)
         b, _ = self.bwd(e.flip(1))
         b = b.flip(1)
@@ -53,14 +55,14 @@ class PlainBiLM(nn.Module):
         ) / 2
 
 
-def build(family: str, vocab: int, width: int, layers: int, heads: int):
+def build(family: str, vocab: int, width: int, layers: int, heads: int, p: float = 0.0):
     """(ours, its loss on ids, reference, its loss on ids)."""
     if family == "gpt":
         import transformers
 
         c = gpt.GPTConfig(
             vocab_size=vocab, n_positions=512, n_embd=width, n_layer=layers, n_head=heads,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            resid_pdrop=p, embd_pdrop=p, attn_pdrop=p,
         )  # fmt: skip
         ours = gpt.GPTLMHeadModel(c)
         ref = transformers.GPT2LMHeadModel(
@@ -70,9 +72,9 @@ def build(family: str, vocab: int, width: int, layers: int, heads: int):
                 n_embd=width,
                 n_layer=layers,
                 n_head=heads,
-                resid_pdrop=0.0,
-                embd_pdrop=0.0,
-                attn_pdrop=0.0,
+                resid_pdrop=p,
+                embd_pdrop=p,
+                attn_pdrop=p,
                 attn_implementation="sdpa",
             )  # fmt: skip
         )
@@ -82,9 +84,9 @@ def build(family: str, vocab: int, width: int, layers: int, heads: int):
             ref,
             lambda ids: ref(input_ids=ids, labels=ids).loss,
         )
-    c = elmo.ELMoConfig(vocab_size=vocab, hidden_size=width, num_layers=layers, dropout=0.0)
+    c = elmo.ELMoConfig(vocab_size=vocab, hidden_size=width, num_layers=layers, dropout=p)
     ours = elmo.ELMoForPreTraining(c)
-    ref = PlainBiLM(vocab, width, layers)
+    ref = PlainBiLM(vocab, width, layers, p)
     return ours, lambda ids: ours(ids, torch.ones_like(ids)).loss, ref, ref
 
 
@@ -99,10 +101,13 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument(
+        "--dropout", type=float, default=0.0, help="every dropout of both sides (GPT-2: 0.1)"
+    )
     a = ap.parse_args()
     layers = a.layers or (4 if a.family == "gpt" else 2)
     torch.manual_seed(0)
-    ours, ours_loss, ref, ref_loss = build(a.family, a.vocab, a.width, layers, a.heads)
+    ours, ours_loss, ref, ref_loss = build(a.family, a.vocab, a.width, layers, a.heads, a.dropout)
     ours.train(), ref.train()
     ids = torch.randint(5, a.vocab, (a.batch, a.seq), generator=torch.Generator().manual_seed(0))
     opts = {
@@ -131,7 +136,10 @@ def main() -> None:
     tokens = a.batch * a.seq
     rate = {k: tokens / statistics.median(v) for k, v in times.items()}
     reference = "transformers GPT2LMHeadModel" if a.family == "gpt" else "torch.nn.LSTM biLM, plain"
-    print(f"{a.family}: L{layers}/H{a.width}, vocab {a.vocab}, {a.batch} x {a.seq} tokens a step")
+    print(
+        f"{a.family}: L{layers}/H{a.width}, vocab {a.vocab}, {a.batch} x {a.seq} tokens a step, "
+        f"dropout {a.dropout}"
+    )
     for (side, precision), r in sorted(rate.items()):
         name = f"ours ({type(ours).__name__})" if side == "ours" else reference
         print(f"  {name}, {precision}: {r:,.0f} tokens/s")

@@ -20,11 +20,9 @@ Deviations from the original BERT, all deliberate:
 * the MLM head projects only the positions that carry a label (``mlm_labels !=
   -100``) onto the vocabulary: the full-vocabulary projection at every position
   is most of the cost of a small model and its result is thrown away;
-* on CPU, dropout draws its keep-mask from int16 random numbers, four to each 64-bit
-  draw of the generator (a keep probability exact to 1/65536), and multiplies by it, because
-  torch's CPU ``bernoulli_`` cost a fifth of a BERT-mini training step; and training-time attention
-  with dropout runs the softmax/dropout/matmul explicitly, which is what SDPA's CPU path does in
-  that case anyway. GPUs use ``F.dropout`` and fused SDPA kernels;
+* on CPU, dropout multiplies by a keep-mask drawn from int16 random numbers, and training-time
+  attention with dropout runs the softmax/dropout/matmul explicitly (``models/dropout.py``,
+  every family's); GPUs use ``F.dropout`` and fused SDPA kernels;
 * optionally (``position_init="sinusoidal"``, the demo preset), the learned position
   embeddings *start* as Vaswani et al.'s sin/cos table scaled to ``position_init_std``
   instead of N(0, 0.02); they are trained as usual and the checkpoint format is
@@ -53,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertpipe.labels import IGNORE_INDEX
+from bertpipe.models.dropout import Dropout, attention, attention_probs, dropout
 from bertpipe.models.masks import block_mask, padding_mask
 from bertpipe.models.vocab_loss import vocab_cross_entropy_and_argmax
 
@@ -116,29 +115,6 @@ class BertConfig:
 # ------------------------------------------------------------------------------ blocks
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``F.dropout`` semantics; on CPU a cheaper mask (see the module docstring)."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, True)
-    return x * cpu_keep_scale(x.shape, p, x.dtype)
-
-
-def cpu_keep_scale(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
-    """Dropout's multiplier: 1 / (1 - p) where it keeps, 0 where it zeroes (probability p to
-    1/65536), in ``dtype``, as ``F.dropout``'s own noise tensor is.
-
-    One draw over the full 64 bits is four uniform int16 lanes, each compared with the same
-    threshold. The boolean result is converted through its uint8 view, the vectorised path
-    (the bool-to-float cast is about 8x slower), and the multiplier makes the backward one
-    multiplication too (``masked_fill`` forward and backward cost 3x as much)."""
-    n = math.prod(shape)
-    r = torch.empty((n + 3) // 4, dtype=torch.int64, device="cpu").random_(-(2**63), None)
-    keep = r.view(torch.int16)[:n] >= round(p * 65536) - 32768  # (n,) True with prob. 1 - p
-    return keep.view(torch.uint8).to(dtype).mul_(1.0 / (1.0 - p)).view(shape)
-
-
 def sinusoid_table(positions: int, dim: int, std: float) -> torch.Tensor:
     """Vaswani et al.'s table (sin on even, cos on odd features) scaled to standard deviation std."""
     pos = torch.arange(positions, dtype=torch.float64)[:, None]  # (P, 1)
@@ -147,18 +123,6 @@ def sinusoid_table(positions: int, dim: int, std: float) -> torch.Tensor:
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
     return (table * (std / table.std())).float()  # (P, H)
-
-
-class Dropout(nn.Module):
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class BertEmbeddings(nn.Module):
@@ -223,29 +187,9 @@ class BertSelfAttention(nn.Module):
             probs = attention_probs(q, k, mask)  # (B, nh, T, T)
             attentions.append(probs)
             y = dropout(probs, p, self.training) @ v  # (B, nh, T, hs)
-        elif p and x.device.type == "cpu":
-            y = explicit_attention(q, k, v, mask, p)  # (B, nh, T, hs)
         else:
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=p
-            )  # (B, nh, T, hs)
+            y = attention(q, k, v, mask, p)  # (B, nh, T, hs)
         return y.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
-
-
-def explicit_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, p: float
-) -> torch.Tensor:
-    """SDPA's math spelled out, with our CPU dropout on the probabilities (see the module docstring)."""
-    return dropout(attention_probs(q, k, mask), p, True) @ v  # (B, nh, T, hs)
-
-
-def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) over the keys a query may attend to: (B, nh, T, T)."""
-    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (B, nh, T, T)
-    if mask is not None:  # added as a bias (0 / -inf): its backward is free, masked_fill's is not
-        bias = torch.zeros(mask.shape, dtype=att.dtype, device=att.device)
-        att = att + bias.masked_fill_(~mask, float("-inf"))
-    return att.softmax(-1)
 
 
 class BertOutput(nn.Module):

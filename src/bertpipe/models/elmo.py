@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertpipe.models.dropout import Dropout
 from bertpipe.models.heads import EncoderOutputs, SequenceHead, SpanHead, TokenHead, lengths
 from bertpipe.models.recurrent import (
     AdditiveAttentionPooling,
@@ -110,7 +111,7 @@ class BiLM(nn.Module):
         self.backward_layers = nn.ModuleList(
             nn.LSTM(H, H, batch_first=True) for _ in range(c.num_layers)
         )
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.softmax_bias = nn.Parameter(torch.zeros(c.vocab_size))  # softmax weight = embeddings
 
     def _direction(self, x: torch.Tensor, layers: nn.ModuleList) -> list[torch.Tensor]:

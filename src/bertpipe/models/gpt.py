@@ -28,6 +28,9 @@ Deviations from GPT-1, all deliberate:
 * attention is ``torch.nn.functional.scaled_dot_product_attention`` with
   ``is_causal=True``; padding is on the right, so no real token attends to it, and
   the extract token is the last real token of each row;
+* on CPU, dropout multiplies by a keep-mask drawn from int16 random numbers, and training-time
+  attention with dropout runs the causal softmax/dropout/matmul explicitly
+  (``models/dropout.py``, as BERT's); GPUs use ``F.dropout`` and fused SDPA kernels;
 * the classification head has no bias, as transformers' ``GPT2ForSequenceClassification``.
 """
 
@@ -40,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertpipe.models.dropout import Dropout, attention
 from bertpipe.models.heads import EncoderOutputs, SequenceHead, SpanHead, TokenHead, last_token
 from bertpipe.models.vocab_loss import vocab_cross_entropy_and_argmax
 
@@ -100,15 +104,14 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(c.n_embd, 3 * c.n_embd)  # q, k, v
         self.c_proj = nn.Linear(c.n_embd, c.n_embd)
         self.attn_pdrop = c.attn_pdrop
-        self.resid_dropout = nn.Dropout(c.resid_pdrop)
+        self.resid_dropout = Dropout(c.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, D = x.shape
         q, k, v = self.c_attn(x).split(D, dim=2)  # 3 x (B, T, D)
         q, k, v = (t.view(B, T, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.attn_pdrop if self.training else 0.0
-        )  # (B, nh, T, hs)
+        p = self.attn_pdrop if self.training else 0.0
+        y = attention(q, k, v, None, p, is_causal=True)  # (B, nh, T, hs)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(B, T, D)))  # (B, T, D)
 
 
@@ -117,7 +120,7 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(c.n_embd, c.inner)
         self.c_proj = nn.Linear(c.inner, c.n_embd)
-        self.dropout = nn.Dropout(c.resid_pdrop)
+        self.dropout = Dropout(c.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(gelu_new(self.c_fc(x))))
@@ -146,7 +149,7 @@ class GPTModel(nn.Module):
         self.config = c
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)
         self.wpe = nn.Embedding(c.n_positions, c.n_embd)
-        self.drop = nn.Dropout(c.embd_pdrop)
+        self.drop = Dropout(c.embd_pdrop)
         self.h = nn.ModuleList(Block(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd, eps=c.layer_norm_epsilon)
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertpipe.labels import IGNORE_INDEX
+from bertpipe.models.dropout import Dropout
 
 
 @dataclass
@@ -79,7 +80,7 @@ class TaskHead(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = encoder
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def encode(self, input_ids, token_type_ids, attention_mask) -> EncoderOutputs:
         if attention_mask is None:

@@ -26,7 +26,8 @@ What differs from BERT (``models/bert.py``), all ModernBERT's choices:
   embeddings, 0.02 / sqrt(2 x layers) for output projections, hidden^-0.5 for classifiers.
 
 Deviations from transformers' implementation: attention is torch's SDPA with a boolean
-mask (the same softmax(QK^T / sqrt(d)) V); outputs at padding positions are zeros
+mask (the same softmax(QK^T / sqrt(d)) V), and on CPU dropout (off in ModernBERT's
+recipe) is ``models/dropout.py``'s, as BERT's; outputs at padding positions are zeros
 (transformers computes values there that nothing reads); the sequence head takes the
 [CLS] of each instance (``classifier_pooling: cls``) or the mean of real tokens (``mean``).
 """
@@ -42,6 +43,7 @@ from torch import nn
 
 from bertpipe.labels import IGNORE_INDEX
 from bertpipe.models.bert import SIZES, PreTrainingOutputs
+from bertpipe.models.dropout import Dropout, attention
 from bertpipe.models.heads import TaskOutputs, sequence_loss, span_loss, token_loss
 from bertpipe.models.masks import block_mask, padding_mask, sliding_window
 from bertpipe.models.vocab_loss import vocab_cross_entropy_and_argmax
@@ -164,7 +166,7 @@ class ModernBertEmbeddings(nn.Module):
         super().__init__()
         self.tok_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.norm_eps, bias=c.norm_bias)
-        self.drop = nn.Dropout(c.embedding_dropout)
+        self.drop = Dropout(c.embedding_dropout)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.drop(self.norm(self.tok_embeddings(input_ids)))
@@ -179,7 +181,7 @@ class ModernBertAttention(nn.Module):
         self.Wqkv = nn.Linear(c.hidden_size, 3 * c.hidden_size, bias=c.attention_bias)
         self.Wo = nn.Linear(c.hidden_size, c.hidden_size, bias=c.attention_bias)
         self.dropout_p = c.attention_dropout
-        self.out_drop = nn.Dropout(c.attention_dropout)
+        self.out_drop = Dropout(c.attention_dropout)
 
     def forward(
         self, x: torch.Tensor, rows: Unpadded, mask: torch.Tensor | None, cos, sin
@@ -189,7 +191,7 @@ class ModernBertAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, T, hd)
         q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         p = self.dropout_p if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hd)
+        y = attention(q, k, v, mask, p)  # (B, nh, T, hd)
         y = rows.take(y.transpose(1, 2).reshape(B, T, nh * hd))  # (N, H)
         return self.out_drop(self.Wo(y))
 
@@ -200,7 +202,7 @@ class ModernBertMLP(nn.Module):
     def __init__(self, c: ModernConfig):
         super().__init__()
         self.Wi = nn.Linear(c.hidden_size, 2 * c.intermediate_size, bias=c.mlp_bias)
-        self.drop = nn.Dropout(c.mlp_dropout)
+        self.drop = Dropout(c.mlp_dropout)
         self.Wo = nn.Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -391,7 +393,7 @@ class ModernBertForSequenceClassification(ModernPreTrainedModel):
         self.config = config
         self.model = ModernBertModel(config)
         self.head = ModernBertPredictionHead(config)
-        self.drop = nn.Dropout(config.classifier_dropout)
+        self.drop = Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
@@ -416,7 +418,7 @@ class ModernBertForTokenClassification(ModernPreTrainedModel):
         self.config = config
         self.model = ModernBertModel(config)
         self.head = ModernBertPredictionHead(config)
-        self.drop = nn.Dropout(config.classifier_dropout)
+        self.drop = Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.init_weights()
 
@@ -436,7 +438,7 @@ class ModernBertForQuestionAnswering(ModernPreTrainedModel):
         self.config = config
         self.model = ModernBertModel(config)
         self.head = ModernBertPredictionHead(config)
-        self.drop = nn.Dropout(config.classifier_dropout)
+        self.drop = Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(config.hidden_size, 2)
         self.init_weights()
 

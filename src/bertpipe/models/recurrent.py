@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from bertpipe.models.dropout import Dropout
 from bertpipe.models.heads import EncoderOutputs, SequenceHead, SpanHead, TokenHead, lengths
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -162,7 +163,7 @@ class RecurrentModel(nn.Module):
             c.vocab_size, c.embedding_dim, padding_idx=c.pad_token_id
         )
         self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.embedding_dim)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.encoder = SequenceEncoder(c, c.embedding_dim)
 
     def forward(self, input_ids, token_type_ids, attention_mask) -> EncoderOutputs:
