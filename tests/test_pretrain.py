@@ -335,3 +335,19 @@ def test_continued_mlflow_run_keeps_its_params_and_tags_changed_ones(tmp_path, m
         "n_parameters": "7",
     }
     assert run.data.tags["changed_param.pretrain/max_steps"] == "100"
+
+
+def test_compiled_pretraining_trains_the_same_weights_as_eager(tiny_built, tmp_path):
+    """``pretrain.compile: true`` on CPU (``auto`` compiles on CUDA only): the in-place compiled
+    network exports the same names and, over a few fp32 steps, the same weights."""
+    roots = {
+        c: make_project(tmp_path / str(c), tiny_built, max_steps=6, compile=c, val_every_n_steps=6)
+        for c in (True, False)
+    }
+    outs = {c: run(root) for c, root in roots.items()}
+    assert "compiling the bert network" in outs[True].stderr + outs[True].stdout
+    assert "compiling" not in outs[False].stderr + outs[False].stdout
+    compiled, eager = (weights(roots[c] / "model") for c in (True, False))
+    assert compiled.keys() == eager.keys()
+    worst = max((compiled[k] - eager[k]).abs().max().item() for k in eager)
+    assert worst < 1e-4, worst

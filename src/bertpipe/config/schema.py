@@ -340,8 +340,8 @@ class PretrainConfig(Section):
     """Clip the global gradient norm (0 = off)."""
     nsp_loss: bool = True
     """BERT: train the next-sentence head (needs pretrain_data.nsp)."""
-    compile: bool = False
-    """torch.compile the network (``nn.Module.compile``: checkpoints, resume and export unchanged); off: on this CPU it did not pay, on GPUs bench/gpu_check.py measures it (docs/benchmarks.md)."""
+    compile: bool | Literal["auto"] = "auto"
+    """torch.compile the network (``nn.Module.compile``: the state dict keeps its names, so checkpoints and exports are unchanged); auto = on where it was measured to pay: BERT and the modern family on CUDA (bench/gpu_check.py: 1.21x and 1.89x on an H200), off on CPU (it did not pay) and for GPT and ELMo (not measured)."""
     packing: bool | Literal["auto"] = "auto"
     """Pack several instances per row with block-diagonal attention, so little padding is computed (same losses); auto = on for the masked-LM families (bert, modern), which it never slowed here (docs/benchmarks.md); GPT and ELMo train padded."""
     packed_length: int | None = Field(default=None, ge=8)

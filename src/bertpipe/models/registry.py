@@ -68,6 +68,9 @@ class ModelFamily:
     tuning_section: str | None = None
     """The subsection of ``finetune`` with its fine-tuning settings (``learning_rate``, and
     config overrides of its task networks: GPT's auxiliary LM weight, ELMo's task model)."""
+    compiles_on: tuple[str, ...] = ()
+    """Device types where ``pretrain.compile: auto`` compiles its pretraining network: where
+    ``torch.compile`` was measured to pay (bench/gpu_check.py, docs/benchmarks.md)."""
 
     def tuning(self, cfg: FinetuneConfig | None) -> dict:
         """Config overrides its task networks take from the ``finetune`` section."""
@@ -201,6 +204,7 @@ FAMILIES: dict[str, ModelFamily] = {
             bert_checkpoint.load,
             bert_checkpoint.save,
             bert.flops_per_token,
+            compiles_on=("cuda",),  # H200, BERT-base packed: 1.21x (2026-12-04)
         ),
         ModelFamily(
             "modern",
@@ -217,6 +221,7 @@ FAMILIES: dict[str, ModelFamily] = {
             modern_checkpoint.load,
             modern_checkpoint.save,
             modern.flops_per_token,
+            compiles_on=("cuda",),  # H200, packed: 1.89x (2026-12-04)
         ),
         ModelFamily(
             "gpt",

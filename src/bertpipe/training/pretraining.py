@@ -46,7 +46,7 @@ from bertpipe.training.checkpoints import (
 from bertpipe.training.console import quiet_known_noise
 from bertpipe.training.fingerprints import directory_identity
 from bertpipe.training.objectives import OBJECTIVES
-from bertpipe.training.precision import resolve_precision
+from bertpipe.training.precision import resolve_compile, resolve_precision
 from bertpipe.training.pretraining_data import PretrainDataModule
 from bertpipe.training.pretraining_module import PretrainingModule
 from bertpipe.training.step_axis import scores
@@ -220,7 +220,10 @@ def run_pretraining(
             "pretrain.nsp_loss is true; rerun pretrain_data (dvc repro)"
         )
     model = build_model(family, model_cfg, tok.get_vocab_size(), meta["special_ids"]["[PAD]"])
-    if cfg.compile:
+    if resolve_compile(cfg.compile, family.compiles_on, cfg.accelerator):
+        log.info(
+            "pretrain: compiling the %s network (pretrain.compile: %s)", family.name, cfg.compile
+        )
         model.compile()  # in place: the state dict keeps its names, so checkpoints do too
     packed = use_packing(cfg.packing, objective.masked, meta)
     section = getattr(model_cfg, family.section)
